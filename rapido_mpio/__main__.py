@@ -1,0 +1,3 @@
+from rapido_mpio.cli import main
+
+raise SystemExit(main())

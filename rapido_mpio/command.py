@@ -1,0 +1,34 @@
+"""The one place that runs host tools (apt-get, dpkg-deb, depmod, make, git, zstd)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import sh
+
+from rapido_mpio.errors import MpioError, SetupError
+
+
+def require(tool: str, package: str) -> str:
+    """Absolute path of `tool`, or a SetupError naming the Debian package to install."""
+    path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+    if path is None:
+        raise SetupError(f"{tool} is not installed.", hint=f"Install it: apt-get install {package}.")
+    return path
+
+
+def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = None,
+        stdin: bytes | None = None) -> str:
+    """Run argv, return its stdout; on failure raise `error` with the tool's last words."""
+    try:
+        out = sh.Command(argv[0])(*argv[1:], _cwd=str(cwd) if cwd else None, _in=stdin,
+                                  _tty_out=False)
+    except sh.ErrorReturnCode as e:
+        detail = (e.stderr or e.stdout or b"").decode(errors="replace").strip().splitlines()
+        last = detail[-1] if detail else f"exit code {e.exit_code}"
+        if error is None:
+            raise SetupError(f"{Path(argv[0]).name} failed: {last}") from None
+        error.message = f"{error.message} ({Path(argv[0]).name}: {last})"
+        raise error from None
+    return str(out)

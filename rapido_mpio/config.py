@@ -1,0 +1,256 @@
+"""Settings: one table drives the YAML file, the environment and the command line.
+
+Precedence, lowest first: built-in default, config file, environment, command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rapido_mpio.errors import SetupError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_FILE_NAME = "rapido-mpio.yaml"
+
+
+def _cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rapido-mpio"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: type  # str, int, float, Path; Path | None when default is None
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()  # extra environment names besides RAPIDO_MPIO_<NAME>
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        return ("RAPIDO_MPIO_" + self.name.upper(), *self.env)
+
+    def parse(self, value: object, where: str) -> Any:
+        """Turn a value from a file, the environment or a flag into the setting's type."""
+        if value is None or (isinstance(value, str) and value == "" and self.default is None):
+            return None
+        bad = SetupError(
+            f"{self.name} in {where} must be {self.describe_type()}, not {value!r}.",
+            hint=f"Fix {self.name} in {where}.",
+        )
+        if self.kind is Path:
+            if not isinstance(value, str | Path):
+                raise bad
+            return Path(os.path.expanduser(str(value)))
+        if self.kind is int:
+            if isinstance(value, bool):
+                raise bad
+            try:
+                number = int(value) if isinstance(value, str | int) else None
+            except ValueError:
+                number = None
+            if number is None or number <= 0:
+                raise bad
+            return number
+        if self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise bad
+            try:
+                seconds = float(value)
+            except ValueError:
+                raise bad from None
+            if seconds <= 0:
+                raise bad
+            return seconds
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise bad
+        text = str(value)
+        if self.choices and text not in self.choices:
+            raise bad
+        return text
+
+    def describe_type(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        return {
+            Path: "a path",
+            int: "a positive whole number",
+            float: "a positive number of seconds",
+        }.get(self.kind, "a string")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("kernel_src", Path, None,
+            "Kernel tree to test (source tree, or its build directory). Unset: the built-in "
+            "default kernel.", env=("KERNEL_SRC",)),
+    Setting("kernel_build", Path, None,
+            "Build directory of an out-of-tree build (make O=...). Unset: kernel_src itself.",
+            env=("KBUILD_OUTPUT",)),
+    Setting("default_kernel", str, "linux-image-amd64",
+            "Debian package of the built-in default kernel; downloaded and unpacked into the "
+            "cache, never installed."),
+    Setting("scenario", str, "failover", "Scenario to run: cut/scenarios/<name>.yaml."),
+    Setting("cut_dir", Path, REPO_ROOT / "cut", "Directory of image manifests and scenarios."),
+    Setting("templates_dir", Path, REPO_ROOT / "templates", "Directory of Jinja2 templates."),
+    Setting("output_dir", Path, Path("mpio-out"),
+            "Where the image and each run's artifacts are written."),
+    Setting("cache_dir", Path, _cache_home(),
+            "Cached default kernel, image layers and staged module trees."),
+    Setting("qemu", str, "qemu-system-x86_64", "QEMU binary (name on PATH, or a path)."),
+    Setting("accel", str, "auto",
+            "auto: KVM where /dev/kvm works and the CPU has vmx/svm, else TCG.",
+            choices=("auto", "kvm", "tcg")),
+    Setting("memory", int, 1024, "Guest memory in MiB."),
+    Setting("cpus", int, 2, "Guest CPUs."),
+    Setting("disk_size", int, 320, "Size of the shared LUN in MiB (XFS wants 300 at least)."),
+    Setting("boot_timeout", float, 120.0,
+            "Seconds from QEMU start until the scenario starts; past it the kernel counts as "
+            "untestable (125)."),
+    Setting("scenario_timeout", float, 120.0,
+            "Seconds from scenario start until the verdict; past it the run FAILs."),
+    Setting("compression", str, "none", "Compression of the image layers.",
+            choices=("none", "zstd")),
+    Setting("kernel_cmdline", str, "", "Extra kernel command line arguments."),
+    Setting("jobs", int, os.cpu_count() or 1, "Parallel jobs for kernel builds."),
+)
+
+SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    kernel_src: Path | None
+    kernel_build: Path | None
+    default_kernel: str
+    scenario: str
+    cut_dir: Path
+    templates_dir: Path
+    output_dir: Path
+    cache_dir: Path
+    qemu: str
+    accel: str
+    memory: int
+    cpus: int
+    disk_size: int
+    boot_timeout: float
+    scenario_timeout: float
+    compression: str
+    kernel_cmdline: str
+    jobs: int
+    config_file: Path | None = None
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; unset flags stay None so lower layers show through."""
+    group = parser.add_argument_group("settings (also in the config file and environment)")
+    group.add_argument("--config", type=Path, default=None, metavar="FILE",
+                       help=f"YAML config file (default: ./{CONFIG_FILE_NAME} if present).")
+    for s in SETTINGS:
+        group.add_argument(
+            s.flag, dest=s.name, default=None, metavar=s.name.upper(),
+            choices=s.choices or None,
+            help=f"{s.help} [env {s.env_names[0]}]",
+        )
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SetupError(f"Cannot read config file {path}: {e.strerror}.",
+                         hint="Check the path given with --config.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SetupError(f"Config file {path} is not valid YAML{where}.",
+                         hint="Fix the syntax or remove the file.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SetupError(f"Config file {path} must be a mapping of setting: value.",
+                         hint="See the configuration reference in README.md.")
+    for key in data:
+        if key not in SETTINGS_BY_NAME:
+            raise SetupError(f"Unknown key {key!r} in config file {path}.",
+                             hint="Known keys: " + ", ".join(SETTINGS_BY_NAME) + ".")
+    return data
+
+
+def load(cli: Mapping[str, object] | None = None,
+         environ: Mapping[str, str] | None = None,
+         cwd: Path | None = None) -> Config:
+    """Merge defaults, file, environment and CLI values into one Config."""
+    cli = dict(cli or {})
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+
+    config_file: Path | None = None
+    explicit = cli.pop("config", None) or environ.get("RAPIDO_MPIO_CONFIG")
+    if explicit:
+        config_file = Path(str(explicit))
+        if not config_file.is_file():
+            raise SetupError(f"Config file {config_file} does not exist.",
+                             hint="Give an existing file with --config or RAPIDO_MPIO_CONFIG.")
+    elif (cwd / CONFIG_FILE_NAME).is_file():
+        config_file = cwd / CONFIG_FILE_NAME
+    file_values = _read_file(config_file) if config_file else {}
+
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        value = s.default
+        if s.name in file_values:
+            value = s.parse(file_values[s.name], f"config file {config_file}")
+        for env_name in reversed(s.env_names):  # RAPIDO_MPIO_X wins over the short alias
+            if env_name in environ and environ[env_name] != "":
+                value = s.parse(environ[env_name], f"environment variable {env_name}")
+                break
+        if cli.get(s.name) is not None:
+            value = s.parse(cli[s.name], f"option {s.flag}")
+        values[s.name] = value
+    return Config(**values, config_file=config_file)
+
+
+def render_defaults() -> str:
+    """The documented defaults as a YAML file, every key commented out."""
+    lines = ["# rapido-mpio configuration. Every key is optional; shown are the defaults.",
+             "# Precedence: this file < environment (RAPIDO_MPIO_<KEY>) < command line.", ""]
+    for s in SETTINGS:
+        lines.append(f"# {s.help}")
+        shown = _show(s.default) if s.name not in ("cut_dir", "templates_dir", "cache_dir",
+                                                    "jobs") else _DYNAMIC[s.name]
+        lines.append(f"# {s.name}: {shown}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+_DYNAMIC: dict[str, str] = {
+    "cut_dir": "<repository>/cut",
+    "templates_dir": "<repository>/templates",
+    "cache_dir": "~/.cache/rapido-mpio",
+    "jobs": "<number of CPUs>",
+}
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "null"
+    return str(yaml.safe_dump(str(value) if isinstance(value, Path) else value,
+                              default_flow_style=True)).strip().removesuffix("...").strip()
+
+

@@ -1,0 +1,323 @@
+"""The image: layered newc archives that the kernel unpacks in order.
+
+  base      userspace from the host (busybox, multipath-tools, xfsprogs, udev, rootfs/);
+            cached by the identity of its inputs, so a bisect step never rebuilds it
+  modules   the kernel's modules in load order; cached per kernel identity
+  scenario  the guest script and its settings; tiny, always written
+
+What goes in is declared in cut/<image>.yaml; this module only knows how to pack it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rapido_mpio import command, cpio, elfdeps
+from rapido_mpio.errors import SetupError, UntestableKernel
+from rapido_mpio.kernel import Kernel
+from rapido_mpio.modules import ModuleIndex
+from rapido_mpio.scenario import Scenario
+
+# Debian 12 is merged-/usr; the image is too, so host paths and busybox applets agree.
+MERGED_USR = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
+DPKG_STATUS = Path("/var/lib/dpkg/status")
+
+
+def _code_identity() -> str:
+    """The packing code is an input of every layer too: a change to it invalidates them."""
+    h = hashlib.sha256()
+    for module in (__file__, cpio.__file__, elfdeps.__file__):
+        h.update(Path(module).read_bytes())
+    return h.hexdigest()[:12]
+
+
+FORMAT_VERSION = _code_identity()
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    path: Path
+    busybox: str
+    binaries: tuple[str, ...]
+    dlopen: tuple[str, ...]  # globs
+    files: tuple[str, ...]
+    links: dict[str, str]
+    rootfs: Path | None
+    modules_required: tuple[str, ...]
+    modules_optional: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """What boot needs: written by cut as image.json next to the initrd."""
+
+    kernel_image: Path
+    kernel_release: str
+    kernel_label: str
+    initrd: Path
+    layers: tuple[Path, ...]
+    scenario: Scenario
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernel_image": str(self.kernel_image), "kernel_release": self.kernel_release,
+            "kernel_label": self.kernel_label, "initrd": str(self.initrd),
+            "layers": [str(p) for p in self.layers], "scenario": self.scenario.to_json(),
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Image:
+        return Image(Path(data["kernel_image"]), data["kernel_release"], data["kernel_label"],
+                     Path(data["initrd"]), tuple(Path(p) for p in data["layers"]),
+                     Scenario.from_json(data["scenario"]))
+
+
+def load_manifest(cut_dir: Path, name: str) -> Manifest:
+    path = cut_dir / f"{name}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SetupError(f"No image manifest {path}.") from None
+    except yaml.YAMLError:
+        raise SetupError(f"Image manifest {path} is not valid YAML.") from None
+    keys = {"busybox", "binaries", "dlopen", "files", "links", "rootfs", "modules"}
+    if not isinstance(data, dict) or not set(data) <= keys:
+        raise SetupError(f"Image manifest {path} must be a mapping with keys "
+                         + ", ".join(sorted(keys)) + ".")
+    modules = data.get("modules") or {}
+    rootfs = data.get("rootfs")
+    return Manifest(
+        path=path,
+        busybox=str(data.get("busybox", "/bin/busybox")),
+        binaries=tuple(map(str, data.get("binaries") or ())),
+        dlopen=tuple(map(str, data.get("dlopen") or ())),
+        files=tuple(map(str, data.get("files") or ())),
+        links={str(k): str(v) for k, v in (data.get("links") or {}).items()},
+        rootfs=path.parent / str(rootfs) if rootfs else None,
+        modules_required=tuple(map(str, modules.get("required") or ())),
+        modules_optional=tuple(map(str, modules.get("optional") or ())),
+    )
+
+
+# --- a layer under construction -----------------------------------------------------------
+
+
+class Layer:
+    """Entries keyed by image path; host paths are added with every symlink on the way."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, cpio.Entry] = {}
+
+    def add(self, entry: cpio.Entry) -> None:
+        self.entries[entry.path.strip("/")] = dataclasses.replace(entry,
+                                                                  path=entry.path.strip("/"))
+
+    def add_host(self, path: str) -> None:
+        """Copy a host path, recreating each symlink met on the way (e.g. /sbin -> usr/sbin)."""
+        parts = Path(path).parts[1:]
+        current = "/"
+        for i, part in enumerate(parts):
+            current = os.path.join(current, part)
+            if os.path.islink(current):
+                target = os.readlink(current)
+                self.add(cpio.Entry.symlink(current, target))
+                resolved = os.path.normpath(os.path.join(os.path.dirname(current), target))
+                self.add_host(os.path.join(resolved, *parts[i + 1:]))
+                return
+        st = os.stat(current)
+        if stat.S_ISDIR(st.st_mode):
+            self.add(cpio.Entry.directory(current, stat.S_IMODE(st.st_mode)))
+        else:
+            self.add(cpio.Entry.host_file(current, current, stat.S_IMODE(st.st_mode), st.st_size))
+
+    def add_tree(self, root: Path) -> None:
+        """A project directory copied over the image root (rootfs/)."""
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                host = Path(dirpath) / name
+                rel = "/" + str(host.relative_to(root))
+                mode = stat.S_IMODE(host.stat().st_mode)
+                self.add(cpio.Entry.host_file(rel, str(host), mode | 0o644, host.stat().st_size))
+
+    def write(self, path: Path, compression: str) -> Path:
+        """Write atomically (a crash leaves no half layer in the cache)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as out:
+            cpio.write(out, self.entries.values())
+        if compression == "zstd":
+            zstd = command.require("zstd", "zstd")
+            command.run([zstd, "-q", "-f", "--rm", "-T0", "-10", tmp, "-o", tmp + ".zst"])
+            tmp += ".zst"
+        os.replace(tmp, path)
+        return path
+
+
+# --- base layer ------------------------------------------------------------------------------
+
+
+def base_key(manifest: Manifest, compression: str) -> str:
+    """Identity of everything the base layer is made of, without reading ELF files."""
+    h = hashlib.sha256(f"{FORMAT_VERSION} {compression}\n".encode())
+    h.update(manifest.path.read_bytes())
+    paths = [manifest.busybox, *manifest.binaries, *manifest.files, *_globbed(manifest.dlopen)]
+    if DPKG_STATUS.exists():  # a package upgrade may change a library no binary names
+        paths.append(str(DPKG_STATUS))
+    if manifest.rootfs:
+        paths += sorted(str(p) for p in manifest.rootfs.rglob("*") if p.is_file())
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            h.update(f"{p} missing\n".encode())
+            continue
+        h.update(f"{p} {st.st_size} {st.st_mtime_ns} {st.st_ino}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def build_base(manifest: Manifest, cache_dir: Path, compression: str) -> Path:
+    out = cache_dir / "layers" / f"base-{base_key(manifest, compression)}.cpio"
+    if out.exists():
+        return out
+    layer = Layer()
+    for top, target in MERGED_USR.items():
+        layer.add(cpio.Entry.symlink(top, target))
+    for d in ("dev", "proc", "sys", "run", "tmp", "mnt", "etc", "var", "root"):
+        layer.add(cpio.Entry.directory(d))
+    missing = [p for p in (manifest.busybox, *manifest.binaries, *manifest.files)
+               if not os.path.exists(p)]
+    if missing:
+        raise SetupError(f"Host files named in {manifest.path} are missing: "
+                         + ", ".join(missing) + ".",
+                         hint="Install the packages: make setup (or scripts/setup-debian.sh).")
+    _add_busybox(layer, manifest.busybox)
+    try:
+        closure = elfdeps.closure([*manifest.binaries, *_globbed(manifest.dlopen)])
+    except elfdeps.MissingLibrary as e:
+        raise SetupError(f"{e}.", hint="Install the package that provides it.") from None
+    for path in [*closure, *manifest.files]:
+        layer.add_host(path)
+    for link, target in manifest.links.items():
+        layer.add(cpio.Entry.symlink(_in_usr(link), target))
+    if manifest.rootfs:
+        layer.add_tree(manifest.rootfs)
+    return layer.write(out, compression)
+
+
+def _add_busybox(layer: Layer, busybox: str) -> None:
+    if elfdeps.is_elf(busybox) and elfdeps.read(busybox).needed:
+        raise SetupError(f"{busybox} is not static.", hint="apt-get install busybox-static.")
+    for applet in command.run([busybox, "--list-full"]).split():
+        layer.add(cpio.Entry.symlink(_in_usr(applet), "/usr/bin/busybox"))
+    # after the applets: the list may name busybox itself
+    layer.add(cpio.Entry.host_file("usr/bin/busybox", busybox, 0o755,
+                                   os.stat(busybox).st_size))
+
+
+def _in_usr(path: str) -> str:
+    top, _, rest = path.strip("/").partition("/")
+    return f"{MERGED_USR[top]}/{rest}" if top in MERGED_USR and rest else path.strip("/")
+
+
+def _globbed(patterns: tuple[str, ...]) -> list[str]:
+    found: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise SetupError(f"No host file matches {pattern}.",
+                             hint="Install the packages: make setup.")
+        found += matches
+    return found
+
+
+# --- modules layer ---------------------------------------------------------------------------
+
+
+def build_modules(manifest: Manifest, kernel: Kernel, cache_dir: Path,
+                  compression: str) -> Path | None:
+    """The kernel's modules in load order, with /etc/mpio/modules listing that order."""
+    if kernel.modules_dir is None:
+        return None
+    key = hashlib.sha256(
+        f"{FORMAT_VERSION} {compression} {kernel.identity} {manifest.modules_required} "
+        f"{manifest.modules_optional}".encode()).hexdigest()[:20]
+    out = cache_dir / "layers" / f"modules-{kernel.release}-{key}.cpio"
+    if out.exists():
+        return out
+    index = ModuleIndex.load(kernel.modules_dir)
+    order, missing = index.resolve(manifest.modules_required)
+    if missing:
+        raise UntestableKernel(f"{kernel.label} has no module for {', '.join(missing)}.",
+                               hint="Enable them (see kconfig/mpio.config) and rebuild.")
+    optional, _ = index.resolve(manifest.modules_optional)
+    order += [m for m in optional if m not in order]
+    layer = Layer()
+    guest_dir = f"usr/lib/modules/{kernel.release}"
+    for rel in order:
+        source = kernel.modules_dir / rel
+        layer.add(cpio.Entry.host_file(f"{guest_dir}/{rel}", str(source.resolve()), 0o644,
+                                       source.stat().st_size))
+    listing = "".join(f"/lib/modules/{kernel.release}/{rel}\n" for rel in order)
+    layer.add(cpio.Entry.file("etc/mpio/modules", listing.encode()))
+    return layer.write(out, compression)
+
+
+# --- scenario layer and the whole image ------------------------------------------------------
+
+
+def scenario_layer(scenario: Scenario) -> bytes:
+    env = "".join(f"export {k}={_shell_quote(v)}\n" for k, v in sorted(scenario.env.items()))
+    env += f"export MPIO_SCENARIO={_shell_quote(scenario.name)}\n"
+    buf = io.BytesIO()
+    cpio.write(buf, [
+        cpio.Entry.file("etc/mpio/scenario.sh", scenario.script.read_bytes(), 0o755),
+        cpio.Entry.file("etc/mpio/scenario.env", env.encode()),
+    ])
+    return buf.getvalue()
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def cut(manifest: Manifest, kernel: Kernel, scenario: Scenario, cache_dir: Path,
+        out_dir: Path, compression: str) -> Image:
+    """Build (or reuse) the layers and write out_dir/initrd + out_dir/image.json."""
+    base = build_base(manifest, cache_dir, compression)
+    mods = build_modules(manifest, kernel, cache_dir, compression)
+    layers = tuple(p for p in (base, mods) if p is not None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    initrd = out_dir / "initrd"
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".initrd-")
+    with os.fdopen(fd, "wb") as out:
+        for layer in layers:
+            with open(layer, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+        out.write(scenario_layer(scenario))  # uncompressed: the kernel accepts a mix
+    os.replace(tmp, initrd)
+    image = Image(kernel.image, kernel.release, kernel.label, initrd.resolve(), layers, scenario)
+    (out_dir / "image.json").write_text(json.dumps(image.to_json(), indent=2) + "\n")
+    return image
+
+
+def load_image(out_dir: Path) -> Image:
+    path = out_dir / "image.json"
+    if not path.is_file():
+        raise SetupError(f"No image in {out_dir}.", hint="Cut one first: rapido-mpio cut.")
+    try:
+        return Image.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError):
+        raise SetupError(f"{path} is damaged.", hint="Cut the image again.") from None

@@ -1,0 +1,71 @@
+"""What a run leaves behind (result.json, multipath -ll before/after, logs) and prints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, TextIO
+
+from rapido_mpio.image import Image
+from rapido_mpio.verdict import Verdict
+from rapido_mpio.vm import RunRecord
+
+
+def timings(record: RunRecord) -> dict[str, float | None]:
+    """Seconds since QEMU started. kernel_start is derived from the guest's uptime at init."""
+    start = record.first("START")
+    kernel_start = None
+    if start is not None:
+        with contextlib.suppress(IndexError, ValueError):
+            kernel_start = round(start.at - float(start.text.split()[1]), 3)
+
+    def at(kind: str) -> float | None:
+        m = record.first(kind)
+        return round(m.at, 3) if m else None
+
+    return {
+        "kernel_start": kernel_start,
+        "init_start": at("START"),
+        "scenario_start": at("SCENARIO"),
+        "verdict": at("VERDICT"),
+        "qemu_exit": round(record.exited_at, 3) if record.exited_at is not None else None,
+    }
+
+
+def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) -> Path:
+    for name, lines in record.blocks.items():
+        (record.run_dir / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    result: dict[str, Any] = verdict.to_json()
+    result.update({
+        "kernel": {"label": image.kernel_label, "release": image.kernel_release,
+                   "image": str(image.kernel_image)},
+        "accel": record.accel,
+        "timings": timings(record),
+        "host_actions": record.host_actions,
+        "qemu_exit_status": record.qemu_status,
+        "timed_out": record.timed_out,
+    })
+    path = record.run_dir / "result.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    last = output_dir / "last"
+    with contextlib.suppress(OSError):
+        if last.is_symlink() or last.exists():
+            last.unlink()
+        os.symlink(os.path.relpath(record.run_dir, output_dir), last)
+    return path
+
+
+def print_summary(verdict: Verdict, record: RunRecord, out: TextIO) -> None:
+    t = timings(record)
+    when = f" in {t['verdict']:.1f}s" if t["verdict"] is not None else ""
+    print(f"rapido-mpio: {verdict.scenario}: {verdict.result}{when} "
+          f"(exit {int(verdict.exit_code)}) - {verdict.reason}", file=out)
+    for check in verdict.failed:
+        print(f"  FAILED {check.name}: {check.observed}", file=out)
+    if verdict.log_tail:
+        print("  last lines of the console:", file=out)
+        for line in verdict.log_tail[-10:]:
+            print(f"    {line}", file=out)
+    print(f"  artifacts: {record.run_dir} (console.log, result.json, qemu-cmd.sh)", file=out)

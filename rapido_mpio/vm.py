@@ -1,0 +1,180 @@
+"""One boot: start QEMU, follow the guest's protocol channel, act on its events, end QEMU.
+
+Everything QEMU needs that is not an artifact (disk, sockets) lives in a private scratch
+directory removed at the end. QEMU is ended by its PID on every way out: verdict, timeout,
+error, Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from rapido_mpio import qemu
+from rapido_mpio.config import Config
+from rapido_mpio.console import Channel, ChannelClosed, ChannelTimeout, Message
+from rapido_mpio.image import Image
+from rapido_mpio.monitor import Monitor, MonitorError
+
+CONNECT_TIMEOUT = 15.0  # QEMU connects to our sockets right after it starts
+SHUTDOWN_GRACE = 15.0  # after the verdict, for the guest's own reboot -f
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """What happened, as raw as possible; verdict.py decides what it means."""
+
+    run_dir: Path
+    console_log: Path
+    accel: str
+    messages: list[Message] = dataclasses.field(default_factory=list)
+    blocks: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    host_actions: list[str] = dataclasses.field(default_factory=list)
+    host_error: str | None = None
+    timed_out: str | None = None  # the stage that ran out of time: boot, scenario, shutdown
+    qemu_status: int | None = None  # None: killed by us
+    qemu_output: str = ""  # QEMU's own stdout/stderr (not the guest's console)
+    exited_at: float | None = None
+    argv: list[str] = dataclasses.field(default_factory=list)
+
+    def first(self, kind: str) -> Message | None:
+        return next((m for m in self.messages if m.kind == kind), None)
+
+
+def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
+    accel = qemu.detect_accel(cfg.accel)
+    binary = qemu.find_binary(cfg.qemu)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rapido-mpio-")))
+        disk = scratch / "lun.img"
+        with open(disk, "wb") as f:
+            f.truncate(cfg.disk_size << 20)
+        proto_listener = stack.enter_context(_listen(scratch / "proto.sock"))
+        qmp_listener = stack.enter_context(_listen(scratch / "qmp.sock"))
+        machine = qemu.Machine(
+            binary=binary, accel=accel.name, cpu=accel.cpu, memory=cfg.memory, cpus=cfg.cpus,
+            bios=str(qemu.QBOOT) if qemu.QBOOT.exists() else None,
+            kernel=str(image.kernel_image), initrd=str(image.initrd),
+            cmdline=" ".join(filter(None, [qemu.BASE_CMDLINE, cfg.kernel_cmdline])),
+            console_log=str(run_dir / "console.log"),
+            proto_socket=str(scratch / "proto.sock"), qmp_socket=str(scratch / "qmp.sock"),
+            disk=str(disk), paths=qemu.paths(),
+        )
+        argv = qemu.render(cfg.templates_dir, machine)
+        by_hand = dataclasses.replace(machine, socket_mode=",server=on,wait=off")
+        (run_dir / "qemu-cmd.sh").write_text(qemu.as_script(qemu.render(cfg.templates_dir,
+                                                                        by_hand)))
+        record = RunRecord(run_dir, run_dir / "console.log", accel.reason, argv=argv)
+        qemu_out = stack.enter_context(open(run_dir / "qemu.log", "w+"))
+        protocol_log = stack.enter_context(open(run_dir / "protocol.log", "w"))
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qemu_out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        stack.callback(_reap, proc, record, started, qemu_out)
+        proto = _accept(proto_listener, proc)
+        qmp = _accept(qmp_listener, proc)
+        if proto is None or qmp is None:
+            return record  # QEMU exited before connecting: _reap records why
+        stack.callback(proto.close)
+        stack.callback(qmp.close)
+        try:
+            monitor = Monitor(qmp)
+        except MonitorError as e:
+            record.host_error = f"QMP monitor unusable: {e}"
+            return record
+        channel = Channel(proto, started, protocol_log)
+        _follow(channel, monitor, image, cfg, record, started)
+        return record
+    raise AssertionError("unreachable")  # for mypy: the with block always returns
+
+
+def _follow(channel: Channel, monitor: Monitor, image: Image, cfg: Config, record: RunRecord,
+            started: float) -> None:
+    stage, deadline = "boot", started + cfg.boot_timeout
+    while True:
+        try:
+            msg = channel.receive(deadline)
+        except ChannelClosed:
+            return
+        except ChannelTimeout:
+            record.timed_out = stage
+            return
+        record.messages.append(msg)
+        if msg.kind == "SCENARIO":
+            stage, deadline = "scenario", time.monotonic() + cfg.scenario_timeout
+        elif msg.kind == "EVENT":
+            try:
+                for command in image.scenario.host.get(msg.text, ()):
+                    record.host_actions.append(f"{time.monotonic() - started:.2f}s "
+                                               f"{monitor.run(command)}")
+            except MonitorError as e:
+                record.host_error = f"monitor command for event {msg.text!r} failed: {e}"
+                return
+            channel.acknowledge(msg.text)
+        elif msg.kind == "BEGIN":
+            record.blocks[msg.text] = []
+        elif msg.kind == "LINE":
+            name, _, line = msg.text.partition(" ")
+            record.blocks.setdefault(name, []).append(line)
+        elif msg.kind == "VERDICT":
+            stage, deadline = "shutdown", time.monotonic() + SHUTDOWN_GRACE
+
+
+@contextlib.contextmanager
+def _listen(path: Path) -> Iterator[socket.socket]:
+    """We listen and QEMU connects: nothing the guest says can be lost before we attach."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        sock.listen(1)
+        yield sock
+    finally:
+        sock.close()
+
+
+def _accept(listener: socket.socket, proc: subprocess.Popen[bytes]) -> socket.socket | None:
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    listener.settimeout(0.05)
+    while time.monotonic() < deadline:
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(None)
+            return conn
+        except TimeoutError:
+            if proc.poll() is not None:
+                return None
+    return None
+
+
+def _reap(proc: subprocess.Popen[bytes], record: RunRecord, started: float,
+          qemu_out: object) -> None:
+    """End QEMU by its PID whatever happened: SIGTERM, then SIGKILL."""
+    try:
+        proc.wait(timeout=SHUTDOWN_GRACE if record.first("VERDICT") else 0.5)
+    except subprocess.TimeoutExpired:
+        pass
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        record.qemu_status = None
+    else:
+        record.qemu_status = proc.returncode
+    record.exited_at = time.monotonic() - started
+    log = record.run_dir / "qemu.log"
+    with contextlib.suppress(OSError):
+        record.qemu_output = log.read_text(errors="replace").strip()
