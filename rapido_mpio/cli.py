@@ -9,6 +9,7 @@ import argparse
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -58,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.exit_code)
     except KeyboardInterrupt:
         print("rapido-mpio: interrupted; QEMU was stopped.", file=sys.stderr)
+        return int(ExitCode.SETUP)
+    except Exception:  # a bug in rapido-mpio: abort a bisect rather than blame the kernel
+        traceback.print_exc()
+        print("rapido-mpio: internal error (above); please report it.", file=sys.stderr)
         return int(ExitCode.SETUP)
 
 

@@ -14,7 +14,8 @@ def require(tool: str, package: str) -> str:
     """Absolute path of `tool`, or a SetupError naming the Debian package to install."""
     path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
     if path is None:
-        raise SetupError(f"{tool} is not installed.", hint=f"Install it: apt-get install {package}.")
+        raise SetupError(f"{tool} is not installed.",
+                         hint=f"Install it: apt-get install {package}.")
     return path
 
 

@@ -54,17 +54,17 @@ def read(path: str) -> ElfInfo:
         search: list[str] = []
         for seg in elf.iter_segments():
             if seg["p_type"] == "PT_INTERP":
-                interp = seg.get_interp_name()
+                interp = seg.get_interp_name()  # type: ignore[attr-defined]
         for section in elf.iter_sections():
             if not isinstance(section, DynamicSection):
                 continue
             for tag in section.iter_tags():
                 if tag.entry.d_tag == "DT_NEEDED":
-                    needed.append(tag.needed)
+                    needed.append(tag.needed)  # type: ignore[attr-defined]
                 elif tag.entry.d_tag == "DT_RUNPATH":
-                    search += tag.runpath.split(":")
+                    search += tag.runpath.split(":")  # type: ignore[attr-defined]
                 elif tag.entry.d_tag == "DT_RPATH":
-                    search += tag.rpath.split(":")
+                    search += tag.rpath.split(":")  # type: ignore[attr-defined]
     origin = os.path.dirname(os.path.realpath(path))
     search = [s.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for s in search if s]
     return ElfInfo(interp, tuple(needed), tuple(search))

@@ -201,7 +201,7 @@ def _resolve_package(meta: str) -> tuple[str, str]:
 
 
 def _deb_fields(text: str) -> dict[str, str]:
-    fields = {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
         if ":" in line and not line.startswith(" "):
             key, _, value = line.partition(":")

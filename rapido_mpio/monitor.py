@@ -63,6 +63,8 @@ class Monitor:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
                 continue
+            except OSError as e:
+                raise MonitorError(f"QMP connection lost: {e.strerror}") from None
             if not chunk:
                 raise MonitorError("QMP connection closed")
             self.buffer += chunk

@@ -89,7 +89,10 @@ def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
         try:
             monitor = Monitor(qmp)
         except MonitorError as e:
-            record.host_error = f"QMP monitor unusable: {e}"
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
+            if proc.poll() is None:  # QEMU runs but its monitor does not answer
+                record.host_error = f"QMP monitor unusable: {e}"
             return record
         channel = Channel(proto, started, protocol_log)
         _follow(channel, monitor, image, cfg, record, started)
@@ -158,10 +161,8 @@ def _accept(listener: socket.socket, proc: subprocess.Popen[bytes]) -> socket.so
 def _reap(proc: subprocess.Popen[bytes], record: RunRecord, started: float,
           qemu_out: object) -> None:
     """End QEMU by its PID whatever happened: SIGTERM, then SIGKILL."""
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=SHUTDOWN_GRACE if record.first("VERDICT") else 0.5)
-    except subprocess.TimeoutExpired:
-        pass
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)

@@ -1,0 +1,34 @@
+# rapido-mpio: make mpio-cut && make mpio-boot [KERNEL_SRC=/path/to/linux]
+# Under `git bisect run`, call .venv/bin/rapido-mpio run directly: make turns every failure
+# into exit 2, which git bisect cannot read.
+
+VENV      ?= .venv
+MPIO      ?= $(VENV)/bin/rapido-mpio
+KERNEL_SRC ?=
+SCENARIO  ?=
+ARGS      := $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(SCENARIO),--scenario $(SCENARIO))
+
+.PHONY: setup mpio-cut mpio-boot mpio-run test unit lint
+
+setup:
+	scripts/setup.sh
+
+mpio-cut:
+	$(MPIO) cut $(ARGS)
+
+mpio-boot:
+	$(MPIO) boot $(ARGS)
+
+mpio-run:
+	$(MPIO) run $(ARGS)
+
+# Everything CI runs: lint, type check, unit tests and real boots.
+test: lint
+	$(VENV)/bin/pytest -v -rs
+
+unit:
+	$(VENV)/bin/pytest -v -m "not integration"
+
+lint:
+	$(VENV)/bin/ruff check rapido_mpio tests
+	$(VENV)/bin/mypy

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Set up a Debian 12 machine for rapido-mpio: the host tools the image is cut from, QEMU,
+# and the Python environment in .venv. Safe to run again.
+set -eu
+cd "$(dirname "$0")/.."
+
+PACKAGES="make python3 python3-venv qemu-system-x86 busybox-static multipath-tools kpartx
+dmsetup xfsprogs udev sg3-utils sg3-utils-udev kmod cpio zstd"
+
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+missing=$(for p in $PACKAGES; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+	grep -q 'install ok installed' || echo "$p"; done)
+if [ -n "$missing" ]; then
+	echo "setup: installing Debian packages:" $missing
+	$SUDO apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+if [ ! -x .venv/bin/rapido-mpio ] || [ pyproject.toml -nt .venv/.installed ]; then
+	echo "setup: creating the Python environment in .venv"
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[test]'
+	touch .venv/.installed
+fi
+echo "setup: done"

@@ -1,0 +1,131 @@
+"""Bad input ends in one clear sentence and the documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rapido_mpio.config import REPO_ROOT
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RAPIDO_MPIO_")
+                and k not in ("KERNEL_SRC", "KBUILD_OUTPUT")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "rapido_mpio", *args], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_sentence(p: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert p.returncode == code, p.stderr
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def fake_tree(root: Path, config: str, built: bool = True) -> Path:
+    """Just enough of a kernel build tree for the checks that come before any boot."""
+    root.mkdir()
+    (root / "Makefile").write_text("# fake\n")
+    (root / ".config").write_text(config)
+    if built:
+        (root / "arch/x86/boot").mkdir(parents=True)
+        (root / "arch/x86/boot/bzImage").write_bytes(b"\0" * 512)
+        (root / "include/config").mkdir(parents=True)
+        (root / "include/config/kernel.release").write_text("6.1.0-fake\n")
+    return root
+
+
+def full_config() -> str:
+    from rapido_mpio.kernel import required_options
+
+    return "".join(f"{opt}=y\n" for opt in required_options())
+
+
+def test_missing_kernel_tree(tmp_path: Path) -> None:
+    p = run_cli("cut", "--kernel-src", str(tmp_path / "nope"), cwd=tmp_path)
+    assert_one_sentence(p, 255, "does not exist", "KERNEL_SRC")
+
+
+def test_unbuilt_kernel_tree(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "linux", full_config(), built=False)
+    p = run_cli("cut", cwd=tmp_path, env={"KERNEL_SRC": str(tree)})
+    assert_one_sentence(p, 255, "not built", "make")
+
+
+def test_kernel_without_dm_multipath_is_untestable(tmp_path: Path) -> None:
+    config = full_config().replace("CONFIG_DM_MULTIPATH=y\n", "# CONFIG_DM_MULTIPATH is not set\n")
+    tree = fake_tree(tmp_path / "linux", config)
+    p = run_cli("cut", "--kernel-src", str(tree), cwd=tmp_path)
+    assert_one_sentence(p, 125, "CONFIG_DM_MULTIPATH", "kconfig/mpio.config")
+    assert "CONFIG_DM_MULTIPATH_QL" not in p.stderr.replace("CONFIG_DM_MULTIPATH,", "")
+
+
+def test_every_missing_option_is_listed_at_once(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "linux", "CONFIG_64BIT=y\n")
+    p = run_cli("cut", "--kernel-src", str(tree), cwd=tmp_path)
+    assert_one_sentence(p, 125, "CONFIG_DM_MULTIPATH", "CONFIG_XFS_FS", "CONFIG_SCSI_VIRTIO")
+
+
+def test_broken_config_file(tmp_path: Path) -> None:
+    (tmp_path / "rapido-mpio.yaml").write_text("memory: [\n")
+    p = run_cli("cut", cwd=tmp_path)
+    assert_one_sentence(p, 255, "rapido-mpio.yaml", "not valid YAML")
+
+
+def test_unknown_config_key(tmp_path: Path) -> None:
+    (tmp_path / "rapido-mpio.yaml").write_text("kernel_source: /src\n")
+    p = run_cli("run", cwd=tmp_path)
+    assert_one_sentence(p, 255, "Unknown key 'kernel_source'", "rapido-mpio.yaml")
+
+
+def test_unknown_scenario(tmp_path: Path) -> None:
+    p = run_cli("cut", "--scenario", "nosuch", cwd=tmp_path)
+    assert_one_sentence(p, 255, "nosuch", "failover")
+
+
+def test_boot_without_image(tmp_path: Path) -> None:
+    p = run_cli("boot", "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_sentence(p, 255, "No image", "cut")
+
+
+def _fake_image(out: Path) -> None:
+    from rapido_mpio import scenario
+
+    sc = scenario.load(REPO_ROOT / "cut", "failover")
+    (out / "image").mkdir(parents=True)
+    (out / "image/initrd").write_bytes(b"")
+    (out / "image/image.json").write_text(json.dumps({
+        "kernel_image": "/nonexistent/bzImage", "kernel_release": "x", "kernel_label": "x",
+        "initrd": str(out / "image/initrd"), "layers": [], "scenario": sc.to_json()}))
+
+
+def test_qemu_missing_from_path(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "out")
+    p = run_cli("boot", "--output-dir", str(tmp_path / "out"), "--accel", "tcg", cwd=tmp_path,
+                env={"PATH": "/nonexistent"})
+    assert_one_sentence(p, 255, "QEMU", "not installed", "qemu-system-x86")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/kvm") or "vmx" in Path("/proc/cpuinfo").read_text()
+                    or "svm" in Path("/proc/cpuinfo").read_text(),
+                    reason="needs a machine without usable hardware KVM")
+def test_kvm_asked_for_without_hardware_kvm(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "out")
+    p = run_cli("boot", "--output-dir", str(tmp_path / "out"), "--accel", "kvm", cwd=tmp_path)
+    assert_one_sentence(p, 255, "KVM", "--accel tcg")
+
+
+def test_qemu_that_fails_to_start(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "out")  # the kernel image does not exist: QEMU refuses
+    p = run_cli("boot", "--output-dir", str(tmp_path / "out"), "--accel", "tcg", cwd=tmp_path)
+    assert p.returncode == 255, p.stdout + p.stderr
+    assert "QEMU failed to start" in p.stdout and "Traceback" not in p.stderr

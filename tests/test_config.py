@@ -1,0 +1,53 @@
+"""Settings: defaults < file < environment < command line, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rapido_mpio import config
+from rapido_mpio.errors import ExitCode, SetupError
+
+
+def test_precedence(tmp_path: Path) -> None:
+    (tmp_path / "rapido-mpio.yaml").write_text("memory: 2048\ncpus: 3\naccel: tcg\n")
+    cfg = config.load({"cpus": "4"}, environ={"RAPIDO_MPIO_MEMORY": "512"}, cwd=tmp_path)
+    assert (cfg.memory, cfg.cpus, cfg.accel) == (512, 4, "tcg")
+    assert cfg.config_file == tmp_path / "rapido-mpio.yaml"
+    assert cfg.scenario == "failover"  # default shows through
+
+
+def test_kernel_src_from_environment_alias(tmp_path: Path) -> None:
+    cfg = config.load({}, environ={"KERNEL_SRC": "/src/linux", "KBUILD_OUTPUT": "/b"},
+                      cwd=tmp_path)
+    assert cfg.kernel_src == Path("/src/linux") and cfg.kernel_build == Path("/b")
+    assert config.load({}, environ={}, cwd=tmp_path).kernel_src is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("memroy: 1\n", ["Unknown key 'memroy'", "rapido-mpio.yaml"]),
+    ("memory: lots\n", ["memory", "rapido-mpio.yaml", "positive whole number"]),
+    ("accel: hvf\n", ["accel", "one of auto, kvm, tcg"]),
+    ("memory: [1\n", ["not valid YAML", "line"]),
+    ("- a\n- b\n", ["must be a mapping"]),
+])
+def test_bad_file_names_key_and_file(tmp_path: Path, text: str, words: list[str]) -> None:
+    (tmp_path / "rapido-mpio.yaml").write_text(text)
+    with pytest.raises(SetupError) as e:
+        config.load({}, environ={}, cwd=tmp_path)
+    assert e.value.exit_code == ExitCode.SETUP
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_bad_environment_value_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SetupError, match="RAPIDO_MPIO_BOOT_TIMEOUT"):
+        config.load({}, environ={"RAPIDO_MPIO_BOOT_TIMEOUT": "soon"}, cwd=tmp_path)
+
+
+def test_shipped_config_file_documents_every_default() -> None:
+    shipped = (config.REPO_ROOT / "rapido-mpio.yaml").read_text()
+    assert shipped.strip() == config.render_defaults().strip()
+    # and it is all comments: loading it changes nothing
+    assert config.load({}, environ={}, cwd=config.REPO_ROOT).memory == 1024

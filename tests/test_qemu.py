@@ -1,0 +1,68 @@
+"""The QEMU command line from the template, and the choice of accelerator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rapido_mpio import qemu
+from rapido_mpio.config import REPO_ROOT
+from rapido_mpio.errors import SetupError
+
+
+def _machine(**over: object) -> qemu.Machine:
+    values: dict[str, object] = dict(
+        binary="/usr/bin/qemu-system-x86_64", accel="tcg", cpu=None, memory=1024, cpus=2,
+        bios=None, kernel="/k/bzImage", initrd="/o/initrd", cmdline="console=ttyS0 quiet",
+        console_log="/runs/a,b/console.log", proto_socket="/t/proto.sock",
+        qmp_socket="/t/qmp.sock", disk="/t/lun,1.img", paths=qemu.paths())
+    values.update(over)
+    return qemu.Machine(**values)  # type: ignore[arg-type]
+
+
+def test_two_paths_to_one_lun() -> None:
+    argv = qemu.render(REPO_ROOT / "templates", _machine())
+    devices = [a for a in argv if a.startswith("scsi-hd,")]
+    drives = [a for a in argv if a.startswith("if=none,")]
+    assert len(devices) == 2 and len(drives) == 2
+    assert all("serial=MPIO" in d for d in devices)
+    assert all("file.locking=off" in d and "file=/t/lun,,1.img" in d for d in drives)
+    assert "id=path0" in drives[0] and "id=path1" in drives[1]
+
+
+def test_values_stay_single_arguments() -> None:
+    argv = qemu.render(REPO_ROOT / "templates", _machine())
+    assert argv[0] == "/usr/bin/qemu-system-x86_64"
+    assert argv[argv.index("-append") + 1] == "console=ttyS0 quiet"
+    assert "file,id=console,path=/runs/a,,b/console.log" in argv
+    assert "-cpu" not in argv and "-bios" not in argv
+    kvm = qemu.render(REPO_ROOT / "templates", _machine(accel="kvm", cpu="host"))
+    assert kvm[kvm.index("-cpu") + 1] == "host"
+
+
+def test_script_for_rerun_by_hand_quotes_arguments() -> None:
+    text = qemu.as_script(["qemu", "-append", "console=ttyS0 quiet"])
+    assert "'console=ttyS0 quiet'" in text
+
+
+def _cpuinfo(tmp_path: Path, flags: str) -> Path:
+    p = tmp_path / "cpuinfo"
+    p.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 {flags}\n")
+    return p
+
+
+def test_accel_auto(tmp_path: Path) -> None:
+    kvm = tmp_path / "kvm"
+    kvm.write_text("")
+    assert qemu.detect_accel("auto", _cpuinfo(tmp_path, "vmx"), kvm).name == "kvm"
+    soft = qemu.detect_accel("auto", _cpuinfo(tmp_path, "hypervisor"), kvm)
+    assert soft.name == "tcg" and "vmx/svm" in soft.reason
+    gone = qemu.detect_accel("auto", _cpuinfo(tmp_path, "svm"), tmp_path / "missing")
+    assert gone.name == "tcg" and "/dev/kvm" in gone.reason
+    assert qemu.detect_accel("tcg", _cpuinfo(tmp_path, "vmx"), kvm).name == "tcg"
+
+
+def test_accel_kvm_without_kvm_is_a_setup_error(tmp_path: Path) -> None:
+    with pytest.raises(SetupError, match="/dev/kvm"):
+        qemu.detect_accel("kvm", _cpuinfo(tmp_path, "vmx"), tmp_path / "missing")
