@@ -5,21 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rapido_mpio.config import REPO_ROOT
 
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RAPIDO_MPIO_")
-                and k not in ("KERNEL_SRC", "KBUILD_OUTPUT")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "rapido_mpio", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+from .conftest import run_cli
 
 
 def assert_one_sentence(p: subprocess.CompletedProcess[str], code: int, *words: str) -> None:

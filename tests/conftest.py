@@ -1,0 +1,49 @@
+"""Shared helpers: run the real CLI, and make sure no QEMU outlives its run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rapido_mpio.config import REPO_ROOT
+
+
+@pytest.fixture
+def mpio() -> Any:
+    return run_cli
+
+
+def run_cli(*args: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """rapido-mpio as a user runs it; none of the developer's own settings leak in."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RAPIDO_MPIO_")
+                and k not in ("KERNEL_SRC", "KBUILD_OUTPUT")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "rapido_mpio", *args], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def qemu_processes_for(path: Path) -> list[str]:
+    """QEMU processes whose command line mentions `path` (each run's files live under it)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and b"qemu-system" in cmdline[0] and str(path).encode() in b" ".join(cmdline):
+            found.append(pid)
+    return found
+
+
+def last_result(output_dir: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((output_dir / "last" / "result.json").read_text())
+    return result
