@@ -62,6 +62,9 @@ def print_summary(verdict: Verdict, record: RunRecord, out: TextIO) -> None:
     when = f" in {t['verdict']:.1f}s" if t["verdict"] is not None else ""
     print(f"rapido-mpio: {verdict.scenario}: {verdict.result}{when} "
           f"(exit {int(verdict.exit_code)}) - {verdict.reason}", file=out)
+    passed = [c.name for c in verdict.checks if c.status == "PASS"]
+    if passed:
+        print(f"  passed: {', '.join(passed)}", file=out)
     for check in verdict.failed:
         print(f"  FAILED {check.name}: {check.observed}", file=out)
     if verdict.log_tail:

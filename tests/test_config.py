@@ -51,3 +51,9 @@ def test_shipped_config_file_documents_every_default() -> None:
     assert shipped.strip() == config.render_defaults().strip()
     # and it is all comments: loading it changes nothing
     assert config.load({}, environ={}, cwd=config.REPO_ROOT).memory == 1024
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (config.REPO_ROOT / "README.md").read_text()
+    for s in config.SETTINGS:
+        assert f"| `{s.name}` |" in readme, s.name
