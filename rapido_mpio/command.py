@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import sh
-
 from rapido_mpio.errors import MpioError, SetupError
 
 
@@ -22,6 +20,8 @@ def require(tool: str, package: str) -> str:
 def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = None,
         stdin: bytes | None = None) -> str:
     """Run argv, return its stdout; on failure raise `error` with the tool's last words."""
+    import sh  # imports asyncio: ~50 ms that a warm cut does not need
+
     try:
         out = sh.Command(argv[0])(*argv[1:], _cwd=str(cwd) if cwd else None, _in=stdin,
                                   _tty_out=False)

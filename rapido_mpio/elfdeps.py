@@ -11,10 +11,6 @@ import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-
 DEFAULT_LIBDIRS: tuple[str, ...] = (
     "/lib/x86_64-linux-gnu",
     "/usr/lib/x86_64-linux-gnu",
@@ -47,6 +43,10 @@ def is_elf(path: str) -> bool:
 
 
 def read(path: str) -> ElfInfo:
+    # imported here: only a cache miss of the base layer reads ELF files
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
     with open(path, "rb") as f:
         elf = ELFFile(f)
         interp = None
@@ -84,6 +84,8 @@ def closure(roots: Iterable[str]) -> list[str]:
     Paths are returned as the loader would name them (not resolved through symlinks), in
     discovery order, without duplicates. Non-ELF roots (scripts) are returned as they are.
     """
+    from elftools.common.exceptions import ELFError
+
     seen: dict[str, None] = {}
     todo = list(roots)
     while todo:
