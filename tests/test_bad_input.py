@@ -121,3 +121,11 @@ def test_qemu_that_fails_to_start(tmp_path: Path) -> None:
     p = run_cli("boot", "--output-dir", str(tmp_path / "out"), "--accel", "tcg", cwd=tmp_path)
     assert p.returncode == 255, p.stdout + p.stderr
     assert "QEMU failed to start" in p.stdout and "Traceback" not in p.stderr
+
+
+def test_module_listed_but_not_built_is_untestable(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "linux", full_config() + "CONFIG_MODULES=y\n")
+    (tree / "modules.order").write_text("drivers/md/dm-multipath.ko\n")
+    p = run_cli("cut", "--kernel-src", str(tree), "--cache-dir", str(tmp_path / "c"),
+                cwd=tmp_path)
+    assert_one_sentence(p, 125, "dm-multipath.ko", "not built")

@@ -90,3 +90,45 @@ def test_ctrl_c_ends_qemu(out: Path) -> None:
     assert proc.returncode == 255
     assert "interrupted" in err and "Traceback" not in err
     assert qemu_processes_for(out) == []
+
+
+@pytest.fixture(scope="module")
+def distro_as_build_tree(tmp_path_factory: pytest.TempPathFactory, out: Path) -> Path:
+    """Debian's kernel laid out like a build tree with modules (symlinks), so the tree path
+    (modules.order, staging, depmod) is exercised with real modules and a real boot."""
+    import json
+
+    from rapido_mpio.config import load
+
+    pointer = load({}, environ={}).cache_dir / "kernels" / "linux-image-amd64.json"
+    info = json.loads(pointer.read_text())
+    root, release = Path(info["root"]), info["release"]
+    moddir = root / "lib/modules" / release
+    tree = tmp_path_factory.mktemp("linux")
+    (tree / "Makefile").write_text("# stands in for a kernel build tree\n")
+    (tree / ".config").symlink_to(root / "boot" / f"config-{release}")
+    (tree / "arch/x86/boot").mkdir(parents=True)
+    (tree / "arch/x86/boot/bzImage").symlink_to(root / "boot" / f"vmlinuz-{release}")
+    (tree / "include/config").mkdir(parents=True)
+    (tree / "include/config/kernel.release").write_text(release + "\n")
+    order = (moddir / "modules.order").read_text().split()
+    for name in ("modules.builtin", "modules.builtin.modinfo"):
+        (tree / name).symlink_to(moddir / name)
+    (tree / "modules.order").write_text(
+        "".join(line.removeprefix("kernel/") + "\n" for line in order))
+    for line in order:
+        ko = tree / line.removeprefix("kernel/")
+        ko.parent.mkdir(parents=True, exist_ok=True)
+        ko.symlink_to(moddir / line)
+    return tree
+
+
+def test_build_tree_with_modules_passes(distro_as_build_tree: Path, tmp_path: Path) -> None:
+    p = run_cli("run", "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                env={"KERNEL_SRC": str(distro_as_build_tree)})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"kernel tree {distro_as_build_tree}" in p.stderr
+    staged = list((tmp_path / "cache" / "staged").glob("*/lib/modules/*/modules.dep"))
+    assert len(staged) == 1 and "dm-multipath.ko" in staged[0].read_text()
+    # nothing was written into the tree
+    assert not list(distro_as_build_tree.glob("modules.dep*"))
