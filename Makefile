@@ -6,9 +6,9 @@ VENV      ?= .venv
 MPIO      ?= $(VENV)/bin/rapido-mpio
 KERNEL_SRC ?=
 SCENARIO  ?=
-ARGS      := $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(SCENARIO),--scenario $(SCENARIO))
+ARGS      := $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(KERNEL_BUILD),--kernel-build $(KERNEL_BUILD)) $(if $(SCENARIO),--scenario $(SCENARIO))
 
-.PHONY: setup mpio-cut mpio-boot mpio-run test unit lint
+.PHONY: setup mpio-cut mpio-boot mpio-run mpio-kconfig test unit lint
 
 setup:
 	scripts/setup.sh
@@ -32,3 +32,7 @@ unit:
 lint:
 	$(VENV)/bin/ruff check rapido_mpio tests
 	$(VENV)/bin/mypy
+
+# Merge kconfig/mpio.config into KERNEL_SRC's .config (MINIMAL=1: on top of tinyconfig).
+mpio-kconfig:
+	$(MPIO) kconfig $(ARGS) $(if $(MINIMAL),--minimal)

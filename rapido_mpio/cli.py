@@ -8,14 +8,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 
 from rapido_mpio import config
-from rapido_mpio.errors import ExitCode, MpioError, SetupError
+from rapido_mpio.errors import ExitCode, MpioError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,15 +29,31 @@ def _parser() -> argparse.ArgumentParser:
         ("cut", "build the image (kernel modules + userspace + scenario)"),
         ("boot", "boot the image that cut built and run its scenario"),
         ("run", "cut, then boot; the command to put under `git bisect run`"),
+        ("kconfig", "merge kconfig/mpio.config into the tree's .config (merge_config.sh)"),
+        ("bisect", "git bisect a kernel tree: build, cut and boot each step"),
         ("defaults", "print the documented configuration file with every default"),
     ):
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "kconfig":
+            p.add_argument("--minimal", action="store_true",
+                           help="start from `make tinyconfig` (fast to build, boots fast) "
+                           "instead of the existing .config")
+        if name == "bisect":
+            p.add_argument("--good", required=True, metavar="REV", help="a commit that PASSes")
+            p.add_argument("--bad", required=True, metavar="REV", help="a commit that FAILs")
+            p.epilog = ("Arguments after `--` go to make, e.g. -- CC=clang. Exit codes: 0 first "
+                        "bad commit found, 2 only skipped commits left, 255 broken setup.")
         if name != "defaults":
             config.add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: tuple[str, ...] = ()
+    if "--" in argv:  # bisect: what follows goes to make
+        extra = tuple(argv[argv.index("--") + 1:])
+        argv = argv[:argv.index("--")]
     args = _parser().parse_args(argv)
     if args.command == "defaults":
         print(config.render_defaults())
@@ -47,13 +61,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = config.load(vars(args))
-        if args.command == "cut":
-            cut(cfg)
+        from rapido_mpio import runner
+
+        if args.command == "kconfig":
+            from rapido_mpio import kbuild
+
+            written = kbuild.kconfig(cfg, minimal=args.minimal)
+            print(f"rapido-mpio: merged kconfig/mpio.config into {written}", file=sys.stderr)
             return 0
-        if args.command == "boot":
-            return boot(cfg)
-        cut(cfg)
-        return boot(cfg)
+        if args.command == "bisect":
+            from rapido_mpio import bisect
+
+            result = bisect.bisect(cfg, args.good, args.bad, extra)
+            bisect.print_result(result, sys.stdout)
+            return 0 if result.first_bad else 2
+        if args.command == "cut":
+            runner.cut(cfg)
+            return 0
+        if args.command == "run":
+            runner.cut(cfg)
+        return int(runner.boot(cfg).verdict.exit_code)
     except MpioError as e:
         print(f"rapido-mpio: {e}", file=sys.stderr)
         return int(e.exit_code)
@@ -68,49 +95,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds through the same cleanup as Ctrl-C
-
-
-def cut(cfg: config.Config) -> None:
-    from rapido_mpio import image, kernel, scenario
-
-    began = time.monotonic()
-    sc = scenario.load(cfg.cut_dir, cfg.scenario)
-    manifest = image.load_manifest(cfg.cut_dir, sc.image)
-    k = kernel.from_config(cfg)
-    kernel.check_config(k)
-    img = image.cut(manifest, k, sc, cfg.cache_dir, cfg.output_dir / "image", cfg.compression)
-    size = img.initrd.stat().st_size
-    print(f"rapido-mpio: cut {sc.name} for {k.label} ({k.release}): {img.initrd} "
-          f"{size / 1e6:.1f} MB in {time.monotonic() - began:.2f}s", file=sys.stderr)
-
-
-def boot(cfg: config.Config) -> int:
-    from rapido_mpio import image, report, verdict, vm
-
-    img = image.load_image(cfg.output_dir / "image")
-    if img.scenario.name != cfg.scenario:
-        raise SetupError(f"The image in {cfg.output_dir / 'image'} was cut for scenario "
-                         f"{img.scenario.name}, not {cfg.scenario}.",
-                         hint=f"Cut it again with --scenario {cfg.scenario}, or use run.")
-    run_dir = _new_run_dir(cfg.output_dir, img.scenario.name)
-    record = vm.boot(img, cfg, run_dir)
-    result = verdict.decide(record, img.scenario.name)
-    report.save(record, result, img, cfg.output_dir)
-    print(f"rapido-mpio: {img.kernel_label} {img.kernel_release}, {record.accel}",
-          file=sys.stderr)
-    report.print_summary(result, record, sys.stdout)
-    return int(result.exit_code)
-
-
-def _new_run_dir(output_dir: Path, scenario: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    runs = output_dir / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    for n in range(1000):
-        candidate = runs / (f"{stamp}-{scenario}" + (f"-{n}" if n else ""))
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-    raise MpioError(f"Cannot create a run directory under {runs}.")

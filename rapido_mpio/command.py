@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 from rapido_mpio.errors import MpioError, SetupError
@@ -33,3 +34,10 @@ def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = N
         error.message = f"{error.message} ({Path(argv[0]).name}: {last})"
         raise error from None
     return str(out)
+
+
+def run_to_file(argv: list[str], log: Path) -> int:
+    """Run argv with its output in `log`; return the exit code (a failed build is data)."""
+    with open(log, "w") as out:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
+                              stderr=subprocess.STDOUT).returncode

@@ -1,11 +1,15 @@
 #!/bin/sh
 # Set up a Debian 12 machine for rapido-mpio: the host tools the image is cut from, QEMU,
-# and the Python environment in .venv. Safe to run again.
+# and the Python environment in .venv. Safe to run again. --test adds what the tests need.
 set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="make python3 python3-venv qemu-system-x86 busybox-static multipath-tools kpartx
-dmsetup xfsprogs udev sg3-utils sg3-utils-udev kmod cpio zstd"
+dmsetup xfsprogs udev sg3-utils sg3-utils-udev kmod cpio zstd git"
+# --test: what the test suite needs besides: Debian's kernel source and what builds it
+if [ "${1:-}" = "--test" ]; then
+	PACKAGES="$PACKAGES linux-source-6.1 xz-utils build-essential bc flex bison libelf-dev libssl-dev"
+fi
 
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
