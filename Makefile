@@ -8,7 +8,7 @@ KERNEL_SRC ?=
 SCENARIO  ?=
 ARGS      := $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(KERNEL_BUILD),--kernel-build $(KERNEL_BUILD)) $(if $(SCENARIO),--scenario $(SCENARIO))
 
-.PHONY: setup mpio-cut mpio-boot mpio-run mpio-kconfig test unit lint
+.PHONY: setup mpio-cut mpio-boot mpio-run mpio-kconfig test unit lint bench
 
 setup:
 	scripts/setup.sh
@@ -30,8 +30,13 @@ unit:
 	$(VENV)/bin/pytest -v -m "not integration"
 
 lint:
-	$(VENV)/bin/ruff check rapido_mpio tests
+	$(VENV)/bin/ruff check rapido_mpio tests bench
 	$(VENV)/bin/mypy
+
+# Cut and boot timings (medians) for the default and the minimal kernel, against dracut.
+bench:
+	scripts/setup.sh --test --bench
+	$(VENV)/bin/python bench/bench.py
 
 # Merge kconfig/mpio.config into KERNEL_SRC's .config (MINIMAL=1: on top of tinyconfig).
 mpio-kconfig:

@@ -58,6 +58,10 @@ class Manifest:
     modules_required: tuple[str, ...]
     modules_optional: tuple[str, ...]
 
+    def dlopened(self) -> list[str]:
+        """Host files matching the dlopen globs; a glob that matches nothing is an error."""
+        return _globbed(self.dlopen)
+
 
 @dataclasses.dataclass(frozen=True)
 class Image:
@@ -173,7 +177,7 @@ def base_key(manifest: Manifest, compression: str) -> str:
     """Identity of everything the base layer is made of, without reading ELF files."""
     h = hashlib.sha256(f"{FORMAT_VERSION} {compression}\n".encode())
     h.update(manifest.path.read_bytes())
-    paths = [manifest.busybox, *manifest.binaries, *manifest.files, *_globbed(manifest.dlopen)]
+    paths = [manifest.busybox, *manifest.binaries, *manifest.files, *manifest.dlopened()]
     if DPKG_STATUS.exists():  # a package upgrade may change a library no binary names
         paths.append(str(DPKG_STATUS))
     if manifest.rootfs:
@@ -205,7 +209,7 @@ def build_base(manifest: Manifest, cache_dir: Path, compression: str) -> Path:
                          hint="Install the packages: make setup (or scripts/setup-debian.sh).")
     _add_busybox(layer, manifest.busybox)
     try:
-        closure = elfdeps.closure([*manifest.binaries, *_globbed(manifest.dlopen)])
+        closure = elfdeps.closure([*manifest.binaries, *manifest.dlopened()])
     except elfdeps.MissingLibrary as e:
         raise SetupError(f"{e}.", hint="Install the package that provides it.") from None
     for path in [*closure, *manifest.files]:

@@ -48,6 +48,10 @@ def required_options(fragment: Path = FRAGMENT) -> list[str]:
 def check_config(kernel: Kernel, fragment: Path = FRAGMENT) -> None:
     """Every option of the fragment must be y or m; list all missing ones at once."""
     missing = [k for k in required_options(fragment) if kernel.config.get(k) not in ("y", "m")]
+    # the protocol channel is the second serial port, ttyS1
+    uarts = kernel.config.get("CONFIG_SERIAL_8250_RUNTIME_UARTS", "4")
+    if uarts.isdigit() and int(uarts) < 2:
+        missing.append("CONFIG_SERIAL_8250_RUNTIME_UARTS>=2")
     if missing:
         raise UntestableKernel(
             f"{kernel.label} lacks {', '.join(missing)}.",

@@ -44,6 +44,8 @@ def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) ->
         "accel": record.accel,
         "timings": timings(record),
         "host_actions": record.host_actions,
+        "events": [f"{m.at:7.3f} {m.kind} {m.text}" for m in record.messages
+                   if m.kind not in ("LINE", "BEGIN", "STOP")],
         "qemu_exit_status": record.qemu_status,
         "timed_out": record.timed_out,
     })

@@ -6,10 +6,15 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="make python3 python3-venv qemu-system-x86 busybox-static multipath-tools kpartx
 dmsetup xfsprogs udev sg3-utils sg3-utils-udev kmod cpio zstd git"
-# --test: what the test suite needs besides: Debian's kernel source and what builds it
-if [ "${1:-}" = "--test" ]; then
-	PACKAGES="$PACKAGES linux-source-6.1 xz-utils build-essential bc flex bison libelf-dev libssl-dev"
-fi
+for arg in "$@"; do
+	case $arg in
+	# what the test suite needs besides: Debian's kernel source and what builds it
+	--test) PACKAGES="$PACKAGES linux-source-6.1 xz-utils build-essential bc flex bison libelf-dev libssl-dev" ;;
+	# the benchmark's reference point
+	--bench) PACKAGES="$PACKAGES dracut-core" ;;
+	*) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+	esac
+done
 
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo

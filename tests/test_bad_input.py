@@ -129,3 +129,9 @@ def test_module_listed_but_not_built_is_untestable(tmp_path: Path) -> None:
     p = run_cli("cut", "--kernel-src", str(tree), "--cache-dir", str(tmp_path / "c"),
                 cwd=tmp_path)
     assert_one_sentence(p, 125, "dm-multipath.ko", "not built")
+
+
+def test_kernel_with_one_serial_port_is_untestable(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "linux", full_config() + "CONFIG_SERIAL_8250_RUNTIME_UARTS=1\n")
+    p = run_cli("cut", "--kernel-src", str(tree), cwd=tmp_path)
+    assert_one_sentence(p, 125, "CONFIG_SERIAL_8250_RUNTIME_UARTS>=2")

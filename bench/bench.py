@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Where a bisect step's seconds go: cut (cold, warm), image size, and boot phases.
+
+A benchmark, not a test: it asserts nothing, prints a table and writes JSON. Medians over
+--runs runs. Kernels: Debian's default kernel and a minimal one (--kernel-build, default:
+the test suite's cached minimal build). The reference is dracut building similar content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from rapido_mpio import image, kernel  # noqa: E402
+from rapido_mpio.config import load  # noqa: E402
+
+MPIO = [sys.executable, "-m", "rapido_mpio"]
+PHASES = ("kernel_start", "init_start", "scenario_start", "verdict", "qemu_exit")
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    began = time.monotonic()
+    subprocess.run(argv, check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    return time.monotonic() - began
+
+
+def scratch_cache(real: Path, into: Path) -> Path:
+    """A cache with the real downloaded/staged kernels but no image layers."""
+    into.mkdir(parents=True, exist_ok=True)
+    for name in ("kernels", "staged"):
+        if (real / name).exists() and not (into / name).exists():
+            (into / name).symlink_to(real / name)
+    shutil.rmtree(into / "layers", ignore_errors=True)
+    return into
+
+
+def bench_kernel(name: str, kargs: list[str], runs: int, work: Path) -> dict[str, Any]:
+    real_cache = load({}, environ={}).cache_dir
+    out = work / f"out-{name}"
+    cold, warm, whole = [], [], []
+    for _ in range(runs):
+        cache = scratch_cache(real_cache, work / f"cache-{name}")
+        args = [*kargs, "--cache-dir", str(cache), "--output-dir", str(out)]
+        cold.append(timed([*MPIO, "cut", *args]))
+        for layer in (cache / "layers").glob("modules-*"):
+            layer.unlink()  # a bisect step: only the kernel's modules changed
+        warm.append(timed([*MPIO, "cut", *args]))
+    phases: dict[str, list[float]] = {p: [] for p in PHASES}
+    for _ in range(runs):
+        whole.append(timed([*MPIO, "run", *kargs, "--cache-dir", str(cache), "--output-dir",
+                            str(out)]))
+        result = json.loads((out / "last" / "result.json").read_text())
+        assert result["result"] == "PASS", f"{name}: {result['reason']}"
+        for p in PHASES:
+            if result["timings"][p] is not None:
+                phases[p].append(result["timings"][p])
+    return {
+        "kernel": name,
+        "cut_cold_s": statistics.median(cold),
+        "cut_warm_s": statistics.median(warm),
+        "image_mb": (out / "image" / "initrd").stat().st_size / 1e6,
+        **{f"{p}_s": statistics.median(v) for p, v in phases.items() if v},
+        "run_whole_s": statistics.median(whole),
+    }
+
+
+def bench_dracut(kargs: list[str], runs: int, work: Path) -> float | None:
+    """dracut packing the same binaries, files and modules, uncompressed."""
+    dracut = shutil.which("dracut")
+    if dracut is None:
+        return None
+    cfg = load({"kernel_build": kargs[1]} if kargs else {}, environ={})
+    k = kernel.from_config(cfg)
+    manifest = image.load_manifest(cfg.cut_dir, "mpio")
+    installs = [manifest.busybox, *manifest.binaries, *manifest.files, *manifest.dlopened()]
+    argv = [dracut, "--force", "--quiet", "--no-hostonly", "--no-early-microcode",
+            "--no-compress", "--modules", "base", "--install", " ".join(installs),
+            "--include", str(manifest.rootfs), "/", "--kver", k.release]
+    if k.modules_dir is not None:
+        argv += ["--kmoddir", str(k.modules_dir), "--add-drivers",
+                 " ".join(manifest.modules_required + manifest.modules_optional)]
+    else:
+        argv += ["--no-kernel"]
+    times = []
+    for _ in range(runs):
+        times.append(timed([*argv, str(work / "dracut.img")]))
+    return statistics.median(times)
+
+
+def minimal_tree(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    cache = Path(os.environ.get("RAPIDO_MPIO_TEST_KERNELS")
+                 or load({}, environ={}).cache_dir / "test-kernels")
+    built = sorted(cache.glob("*/build/arch/x86/boot/bzImage"))
+    return built[-1].parents[3] if built else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--kernel-build", help="minimal kernel build directory")
+    parser.add_argument("--json", default=str(REPO / "bench" / "latest.json"))
+    args = parser.parse_args()
+    kernels: list[tuple[str, list[str]]] = [("default", [])]
+    tree = minimal_tree(args.kernel_build)
+    if tree is not None:
+        kernels.append(("minimal", ["--kernel-build", str(tree)]))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rapido-mpio-bench-") as tmp:
+        for name, kargs in kernels:
+            row = bench_kernel(name, kargs, args.runs, Path(tmp))
+            dracut = bench_dracut(kargs, args.runs, Path(tmp))
+            row["dracut_s"] = dracut
+            row["dracut_over_cold_cut"] = dracut / row["cut_cold_s"] if dracut else None
+            rows.append(row)
+    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "kernel": platform.release()},
+              "runs": args.runs, "rows": rows}
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    cols = ["kernel", "cut_cold_s", "cut_warm_s", "image_mb", "kernel_start_s",
+            "init_start_s", "scenario_start_s", "verdict_s", "qemu_exit_s", "run_whole_s",
+            "dracut_s", "dracut_over_cold_cut"]
+    print(" | ".join(cols))
+    for row in rows:
+        print(" | ".join(_fmt(row.get(c)) for c in cols))
+    print(f"(medians of {args.runs} runs; JSON in {args.json})")
+    return 0
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "-" if value is None else str(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
