@@ -41,8 +41,15 @@ def read_config(path: Path) -> dict[str, str]:
     return values
 
 
+RECOMMENDED_MARK = "# @recommended"
+
+
 def required_options(fragment: Path = FRAGMENT) -> list[str]:
-    return [k for k, v in read_config(fragment).items() if v in ("y", "m")]
+    """The fragment's y/m options above the `# @recommended` line."""
+    text = fragment.read_text()
+    required = text.split(RECOMMENDED_MARK, 1)[0]
+    return [line.partition("=")[0] for line in required.splitlines()
+            if line.startswith("CONFIG_") and line.partition("=")[2] in ("y", "m")]
 
 
 def check_config(kernel: Kernel, fragment: Path = FRAGMENT) -> None:

@@ -76,7 +76,8 @@ def ensure() -> KernelTree:
     if (root / ".complete").exists():
         tree.reset()
         return tree
-    shutil.rmtree(root, ignore_errors=True)
+    for stale in root.parent.glob("linux-source-6.1_*"):  # other versions or fragments
+        shutil.rmtree(stale, ignore_errors=True)
     root.mkdir(parents=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         subprocess.run(["tar", "-xf", str(TARBALL), "-C", tmp], check=True)
