@@ -11,13 +11,22 @@ import sys
 import traceback
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from rapido_mpio import config
 from rapido_mpio.errors import ExitCode, MpioError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 255, not argparse's 2: under git bisect run, 2 would mean "bad"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.SETUP), f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rapido-mpio",
         description="Boot a minimal initramfs in QEMU with two SCSI paths to one LUN, pull a "
         "path under a mounted XFS and report whether dm-multipath failed over.",

@@ -186,10 +186,47 @@ def default_kernel(cfg: Config) -> Kernel:
 
 
 def _unpacked(root: Path, package: str, release: str) -> Kernel:
-    image = root / "boot" / f"vmlinuz-{release}"
+    bzimage = root / "boot" / f"vmlinuz-{release}"
     config = read_config(root / "boot" / f"config-{release}")
     moddir = root / "lib/modules" / release
+    image = bzimage
+    if config.get("CONFIG_PVH") == "y":
+        image = _uncompressed(bzimage, root / "boot" / f"vmlinux-{release}") or bzimage
     return Kernel(image, release, config, moddir, f"{package}-{release}", f"Debian {package}")
+
+
+def _uncompressed(bzimage: Path, vmlinux: Path) -> Path | None:
+    """The ELF inside an XZ/gzip bzImage, kept in the cache.
+
+    QEMU boots an ELF kernel through its PVH entry, skipping the decompressor: Debian's XZ
+    kernel reaches start_kernel 2.2 s sooner under TCG. Done once per cached kernel.
+    """
+    if vmlinux.is_file():
+        return vmlinux
+    import lzma
+    import zlib
+
+    def unxz(b: bytes) -> bytes:
+        return lzma.LZMADecompressor().decompress(b)  # stops at the stream's end
+
+    def gunzip(b: bytes) -> bytes:
+        return zlib.decompressobj(31).decompress(b)
+
+    data = bzimage.read_bytes()
+    for magic, decompress in ((b"\xfd7zXZ\x00", unxz), (b"\x1f\x8b\x08", gunzip)):
+        offset = data.find(magic)
+        if offset < 0:
+            continue
+        try:
+            elf = decompress(data[offset:])
+        except (lzma.LZMAError, zlib.error):
+            continue
+        if elf[:4] == b"\x7fELF":
+            tmp = vmlinux.with_suffix(".tmp")
+            tmp.write_bytes(elf)
+            os.replace(tmp, vmlinux)
+            return vmlinux
+    return None
 
 
 def _resolve_package(meta: str) -> tuple[str, str]:

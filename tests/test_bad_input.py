@@ -135,3 +135,9 @@ def test_kernel_with_one_serial_port_is_untestable(tmp_path: Path) -> None:
     tree = fake_tree(tmp_path / "linux", full_config() + "CONFIG_SERIAL_8250_RUNTIME_UARTS=1\n")
     p = run_cli("cut", "--kernel-src", str(tree), cwd=tmp_path)
     assert_one_sentence(p, 125, "CONFIG_SERIAL_8250_RUNTIME_UARTS>=2")
+
+
+def test_bad_usage_is_255_not_argparse_2(tmp_path: Path) -> None:
+    """Under git bisect run, exit 2 would mark the commit bad."""
+    p = run_cli("run", "--accel", "hvf", cwd=tmp_path)
+    assert p.returncode == 255 and "invalid choice" in p.stderr

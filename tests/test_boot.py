@@ -41,6 +41,7 @@ def test_failover_passes_on_default_kernel(out: Path) -> None:
             "kernel_log"} <= set(checks)
     assert checks["kernel_paths"]["observed"] == "1_active_1_failed"
     assert result["host_actions"] and "drive_del path0" in result["host_actions"][0]
+    assert "/vmlinux-" in result["kernel"]["image"]  # Debian's kernel boots uncompressed (PVH)
     run = out / "last"
     assert "active ready" in (run / "multipath-before.txt").read_text()
     assert "failed faulty" in (run / "multipath-after.txt").read_text()

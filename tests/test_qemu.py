@@ -61,6 +61,8 @@ def test_accel_auto(tmp_path: Path) -> None:
     gone = qemu.detect_accel("auto", _cpuinfo(tmp_path, "svm"), tmp_path / "missing")
     assert gone.name == "tcg" and "/dev/kvm" in gone.reason
     assert qemu.detect_accel("tcg", _cpuinfo(tmp_path, "vmx"), kvm).name == "tcg"
+    assert "noapictimer" in soft.cmdline  # TCG only: the APIC timer calibration is slow
+    assert qemu.detect_accel("auto", _cpuinfo(tmp_path, "vmx"), kvm).cmdline == ""
 
 
 def test_accel_kvm_without_kvm_is_a_setup_error(tmp_path: Path) -> None:
