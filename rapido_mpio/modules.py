@@ -62,6 +62,18 @@ class ModuleIndex:
         builtin = frozenset(normalize(line) for line in _lines(root / "modules.builtin"))
         return ModuleIndex(root, deps, paths, softdeps, aliases, builtin)
 
+    def alias_matches(self, wanted: str) -> list[str]:
+        """Modules whose alias is `wanted` exactly or, failing that, as a glob pattern.
+
+        Exact first: globbing all of modules.alias (tens of thousands of device patterns,
+        each compiled to a regex) costs seconds, and names like crc32c are exact aliases.
+        """
+        exact = [mod for pattern, mod in self.aliases if pattern == wanted]
+        if exact:
+            return exact
+        return [mod for pattern, mod in self.aliases
+                if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(wanted, pattern)]
+
     def lookup(self, wanted: str) -> list[str]:
         """Module names that satisfy `wanted` (a module name or an alias); [] if builtin."""
         name = normalize(wanted)
@@ -69,7 +81,7 @@ class ModuleIndex:
             return []
         if name in self.paths:
             return [name]
-        matches = [mod for pattern, mod in self.aliases if fnmatch.fnmatchcase(wanted, pattern)]
+        matches = self.alias_matches(wanted)
         if any(m in self.builtin for m in matches):
             return []
         return list(dict.fromkeys(m for m in matches if m in self.paths))
@@ -100,17 +112,12 @@ class ModuleIndex:
 
         for w in wanted:
             found = self.lookup(w)
-            if not found and normalize(w) not in self.builtin and not self._builtin_alias(w):
+            if not found and normalize(w) not in self.builtin and not any(
+                    m in self.builtin for m in self.alias_matches(w)):
                 missing.append(w)
             for m in found:
                 visit(m)
         return [self.paths[m] for m in order], missing
-
-    def _builtin_alias(self, wanted: str) -> bool:
-        return any(
-            fnmatch.fnmatchcase(wanted, pattern) and mod in self.builtin
-            for pattern, mod in self.aliases
-        )
 
 
 def _lines(path: Path) -> list[str]:
