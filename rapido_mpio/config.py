@@ -167,6 +167,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def parse_yaml(text: str) -> Any:
+    """YAML with libyaml's safe loader where PyYAML has it (several times faster)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def _read_file(path: Path) -> dict[str, object]:
     try:
         text = path.read_text()
@@ -174,7 +179,7 @@ def _read_file(path: Path) -> dict[str, object]:
         raise SetupError(f"Cannot read config file {path}: {e.strerror}.",
                          hint="Check the path given with --config.") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -6,12 +6,14 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rapido_mpio.config import Config
 from rapido_mpio.errors import MpioError, SetupError
-from rapido_mpio.image import Image
-from rapido_mpio.verdict import Verdict
+
+if TYPE_CHECKING:  # cut must not pay for importing the boot side
+    from rapido_mpio.image import Image
+    from rapido_mpio.verdict import Verdict
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from rapido_mpio.config import parse_yaml
 from rapido_mpio.errors import SetupError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -105,7 +106,7 @@ def _command(item: object, path: Path) -> MonitorCommand:
 
 def _yaml_mapping(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError:
         raise SetupError(f"{path} is not valid YAML.", hint="Fix its syntax.") from None
     if not isinstance(data, dict):
