@@ -113,9 +113,25 @@ def render(templates_dir: Path, machine: Machine) -> list[str]:
     return [line for line in (ln.strip() for ln in text.splitlines()) if line]
 
 
-def as_script(argv: list[str]) -> str:
-    """The command as a shell script a user can rerun by hand."""
-    lines = ["#!/bin/sh", "# Rendered by rapido-mpio from templates/qemu.j2.",
-             "# Attach to the protocol channel and monitor with: socat - UNIX-CONNECT:<socket>",
-             "exec " + " \\\n  ".join(shlex.quote(a) for a in argv), ""]
+SCRATCH = "@SCRATCH@"  # stands for the per-run directory in the script for humans
+
+
+def as_script(argv: list[str], disk_mib: int) -> str:
+    """The command as a shell script a user can rerun by hand, in a fresh scratch dir.
+
+    `argv` was rendered with SCRATCH for the scratch directory; the script makes one.
+    """
+    def quote(arg: str) -> str:
+        if SCRATCH not in arg:
+            return shlex.quote(arg)
+        # single-quote each literal part and put "$RUN" between them
+        parts = ("'" + p.replace("'", "'\\''") + "'" if p else "" for p in arg.split(SCRATCH))
+        return '"$RUN"'.join(parts)
+
+    lines = ["#!/bin/sh", "# Rendered by rapido-mpio from templates/qemu.j2: the same machine,",
+             "# with a new empty LUN. The console goes to $RUN/console.log; talk to the guest",
+             "# and the monitor with: socat - UNIX-CONNECT:$RUN/proto.sock (or qmp.sock).",
+             "RUN=$(mktemp -d)", f'truncate -s {disk_mib}M "$RUN/lun.img"',
+             'echo "scratch directory: $RUN"',
+             "exec " + " \\\n  ".join(quote(a) for a in argv), ""]
     return "\n".join(lines)

@@ -71,9 +71,12 @@ def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
             disk=str(disk), paths=qemu.paths(),
         )
         argv = qemu.render(cfg.templates_dir, machine)
-        by_hand = dataclasses.replace(machine, socket_mode=",server=on,wait=off")
-        (run_dir / "qemu-cmd.sh").write_text(qemu.as_script(qemu.render(cfg.templates_dir,
-                                                                        by_hand)))
+        by_hand = dataclasses.replace(
+            machine, socket_mode=",server=on,wait=off",
+            console_log=f"{qemu.SCRATCH}/console.log", disk=f"{qemu.SCRATCH}/lun.img",
+            proto_socket=f"{qemu.SCRATCH}/proto.sock", qmp_socket=f"{qemu.SCRATCH}/qmp.sock")
+        script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), cfg.disk_size)
+        (run_dir / "qemu-cmd.sh").write_text(script)
         record = RunRecord(run_dir, run_dir / "console.log", accel.reason, argv=argv)
         qemu_out = stack.enter_context(open(run_dir / "qemu.log", "w+"))
         protocol_log = stack.enter_context(open(run_dir / "protocol.log", "w"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,9 +43,21 @@ def test_values_stay_single_arguments() -> None:
     assert kvm[kvm.index("-cpu") + 1] == "host"
 
 
-def test_script_for_rerun_by_hand_quotes_arguments() -> None:
-    text = qemu.as_script(["qemu", "-append", "console=ttyS0 quiet"])
-    assert "'console=ttyS0 quiet'" in text
+def test_script_for_rerun_by_hand_runs(tmp_path: Path) -> None:
+    """The saved script makes its own scratch dir and LUN, and quotes every argument."""
+    argv = ["printf", "%s\\n", "console=ttyS0 quiet",
+            f"file,id=console,path={qemu.SCRATCH}/console.log", f"{qemu.SCRATCH}/lun.img"]
+    script = tmp_path / "qemu-cmd.sh"
+    script.write_text(qemu.as_script(argv, 4))
+    out = subprocess.run(["sh", str(script)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    run = Path(out[0].removeprefix("scratch directory: "))
+    try:
+        assert out[1:] == ["console=ttyS0 quiet", f"file,id=console,path={run}/console.log",
+                           f"{run}/lun.img"]
+        assert (run / "lun.img").stat().st_size == 4 << 20
+    finally:
+        shutil.rmtree(run)
 
 
 def _cpuinfo(tmp_path: Path, flags: str) -> Path:
