@@ -40,9 +40,7 @@ def tree_of(cfg: Config) -> Tree:
     if not (src / "scripts/kconfig/merge_config.sh").is_file():
         raise SetupError(f"{src} is not a Linux source tree (no scripts/kconfig/merge_config.sh).",
                          hint="Point KERNEL_SRC at the top of a kernel source tree.")
-    build = cfg.kernel_build or src
-    build.mkdir(parents=True, exist_ok=True)
-    return Tree(src, build)
+    return Tree(src, cfg.kernel_build or src)  # make creates an O= directory itself
 
 
 def kconfig(cfg: Config, minimal: bool, fragment: Path = FRAGMENT) -> Path:

@@ -4,6 +4,7 @@ the failover scenario must catch, and a bisect that must find it."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,3 +123,21 @@ def test_bisect_refuses_a_dirty_tree(tree: KernelTree, tmp_path: Path) -> None:
     assert p.returncode == 255
     assert "uncommitted changes" in p.stderr and DM_MPATH in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_kconfig_merges_into_an_existing_config(tree: KernelTree, tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    env = {"KERNEL_SRC": str(tree.src), "KBUILD_OUTPUT": str(build)}
+    p = run_cli("kconfig", env=env)
+    assert p.returncode == 255 and "no .config" in p.stderr  # nothing to merge into yet
+    assert not build.exists()
+    subprocess.run(["make", "-C", str(tree.src), f"O={build}", "defconfig"], check=True,
+                   capture_output=True)
+    assert "CONFIG_DM_MULTIPATH=y" not in (build / ".config").read_text()
+    p = run_cli("kconfig", env=env)
+    assert p.returncode == 0, p.stderr
+    config = (build / ".config").read_text()
+    for option in ("CONFIG_DM_MULTIPATH", "CONFIG_XFS_FS", "CONFIG_SCSI_VIRTIO"):
+        assert f"{option}=y" in config
+    assert "CONFIG_EXT4_FS=y" in config  # defconfig's own choices stay
+    assert tree.git("status", "--porcelain") == ""  # the source tree is untouched
