@@ -307,10 +307,13 @@ def cut(manifest: Manifest, kernel: Kernel, scenario: Scenario, cache_dir: Path,
     initrd = out_dir / "initrd"
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".initrd-")
     with os.fdopen(fd, "wb") as out:
+        # the small uncompressed scenario layer goes first: after a compressed archive the
+        # kernel's decompressor would take what follows for more compressed data
+        out.write(scenario_layer(scenario))
+        out.flush()
         for layer in layers:
             with open(layer, "rb") as f:
                 _copy(f.fileno(), out.fileno(), os.fstat(f.fileno()).st_size)
-        out.write(scenario_layer(scenario))  # uncompressed: the kernel accepts a mix
     os.replace(tmp, initrd)
     image = Image(kernel.image, kernel.release, kernel.label, initrd.resolve(), layers, scenario)
     (out_dir / "image.json").write_text(json.dumps(image.to_json(), indent=2) + "\n")
