@@ -62,16 +62,21 @@ mpio_block() {
 	mpio_say "STOP $name"
 }
 
-# mpio_wait_for SECONDS COMMAND...: poll every 0.1 s until COMMAND succeeds
+# mpio_uptime_cs: seconds since boot, in hundredths (no fork: /proc/uptime says "12.34 ...")
+mpio_uptime_cs() {
+	read -r up _ < /proc/uptime
+	echo "${up%.*}${up#*.}"
+}
+
+# mpio_wait_for SECONDS COMMAND...: poll every 0.1 s until COMMAND succeeds; the deadline is
+# on the clock, not a count of tries, since each try itself takes time under TCG
 mpio_wait_for() {
-	tries=$(($1 * 10))
+	end=$(($(mpio_uptime_cs) + $1 * 100))
 	shift
-	while [ "$tries" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		tries=$((tries - 1))
+	while ! "$@" >/dev/null 2>&1; do
+		[ "$(mpio_uptime_cs)" -lt "$end" ] || return 1
 		sleep 0.1
 	done
-	return 1
 }
 
 # mpio_dm_paths MAP: "<active> <failed>" path counts from the kernel's own view (dmsetup)
