@@ -65,7 +65,8 @@ mpio_block() {
 # mpio_uptime_cs: seconds since boot, in hundredths (no fork: /proc/uptime says "12.34 ...")
 mpio_uptime_cs() {
 	read -r up _ < /proc/uptime
-	echo "${up%.*}${up#*.}"
+	# "0.07": the 1 in front keeps "07" from being read as octal
+	echo $((${up%.*} * 100 + 1${up#*.} - 100))
 }
 
 # mpio_wait_for SECONDS COMMAND...: poll every 0.1 s until COMMAND succeeds; the deadline is
