@@ -66,7 +66,7 @@ def bisect(cfg: Config, good: str, bad: str, extra: tuple[str, ...] = (),
             step = _step(cfg, git, len(steps) + 1, logs, extra)
             steps.append(step)
             print(f"bisect step {step.number}: {step.commit[:12]} {step.mark:4} "
-                  f"({step.why}) build {step.build_seconds:.1f}s cut {step.cut_seconds:.1f}s "
+                  f"({step.why}) build {step.build_seconds:.1f}s cut {step.cut_seconds:.2f}s "
                   f"boot {step.boot_seconds:.1f}s  {step.subject[:60]}", file=out, flush=True)
             said = git("bisect", step.mark)
             found = FIRST_BAD.search(said)
