@@ -49,6 +49,14 @@ class Setting:
             f"{self.name} in {where} must be {self.describe_type()}, not {value!r}.",
             hint=f"Fix {self.name} in {where}.",
         )
+        if self.kind is bool:
+            words = {"1": True, "true": True, "yes": True, "on": True,
+                     "0": False, "false": False, "no": False, "off": False}
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in words:
+                return words[value.lower()]
+            raise bad
         if self.kind is Path:
             if not isinstance(value, str | Path):
                 raise bad
@@ -84,6 +92,7 @@ class Setting:
         if self.choices:
             return "one of " + ", ".join(self.choices)
         return {
+            bool: "true or false",
             Path: "a path",
             int: "a positive whole number",
             float: "a positive number of seconds",
@@ -122,6 +131,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("compression", str, "none", "Compression of the image layers.",
             choices=("none", "zstd")),
     Setting("kernel_cmdline", str, "", "Extra kernel command line arguments."),
+    Setting("console", bool, False,
+            "Also stream the guest's serial console to stderr while it runs."),
     Setting("jobs", int, os.cpu_count() or 1, "Parallel jobs for kernel builds."),
 )
 
@@ -147,6 +158,7 @@ class Config:
     scenario_timeout: float
     compression: str
     kernel_cmdline: str
+    console: bool
     jobs: int
     config_file: Path | None = None
 
@@ -160,6 +172,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", type=Path, default=None, metavar="FILE",
                        help=f"YAML config file (default: ./{CONFIG_FILE_NAME} if present).")
     for s in SETTINGS:
+        if s.kind is bool:  # a switch on the command line; the file and env say true/false
+            group.add_argument(s.flag, dest=s.name, default=None, action="store_const",
+                               const="true", help=f"{s.help} [env {s.env_names[0]}]")
+            continue
         group.add_argument(
             s.flag, dest=s.name, default=None, metavar=s.name.upper(),
             choices=s.choices or None,

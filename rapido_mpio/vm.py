@@ -13,10 +13,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from rapido_mpio import qemu
 from rapido_mpio.config import Config
@@ -84,6 +87,8 @@ def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qemu_out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         stack.callback(_reap, proc, record, started, qemu_out)
+        if cfg.console:
+            stack.enter_context(_stream(run_dir / "console.log", sys.stderr))
         proto = _accept(proto_listener, proc)
         qmp = _accept(qmp_listener, proc)
         if proto is None or qmp is None:
@@ -134,6 +139,34 @@ def _follow(channel: Channel, monitor: Monitor, image: Image, cfg: Config, recor
             record.blocks.setdefault(name, []).append(line)
         elif msg.kind == "VERDICT":
             stage, deadline = "shutdown", time.monotonic() + SHUTDOWN_GRACE
+
+
+@contextlib.contextmanager
+def _stream(log: Path, out: TextIO) -> Iterator[None]:
+    """Follow the console file QEMU writes, for a human watching the run live."""
+    done = threading.Event()
+
+    def follow() -> None:
+        while not log.exists() and not done.is_set():
+            time.sleep(0.05)
+        with contextlib.suppress(OSError), open(log, errors="replace") as f:
+            while True:
+                chunk = f.read()
+                if chunk:
+                    out.write(chunk)
+                    out.flush()
+                elif done.is_set():
+                    return
+                else:
+                    time.sleep(0.05)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2)
 
 
 @contextlib.contextmanager

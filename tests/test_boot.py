@@ -71,9 +71,10 @@ def test_guest_that_never_reports_is_untestable(out: Path) -> None:
 
 
 def test_scenario_that_hangs_is_a_fail(out: Path) -> None:
-    p = run_cli("boot", "--output-dir", str(out), "--scenario-timeout", "1")
+    p = run_cli("boot", "--output-dir", str(out), "--scenario-timeout", "1", "--console")
     assert p.returncode == 1, p.stdout + p.stderr
     assert "scenario timed out" in p.stdout
+    assert "Linux version" in p.stderr  # --console streamed the guest's console live
     assert last_result(out)["timed_out"] == "scenario"
     assert qemu_processes_for(out) == []
 

@@ -57,3 +57,12 @@ def test_readme_documents_every_setting() -> None:
     readme = (config.REPO_ROOT / "README.md").read_text()
     for s in config.SETTINGS:
         assert f"| `{s.name}` |" in readme, s.name
+
+
+def test_switches(tmp_path: Path) -> None:
+    assert config.load({}, environ={}, cwd=tmp_path).console is False
+    assert config.load({"console": "true"}, environ={}, cwd=tmp_path).console is True
+    assert config.load({}, environ={"RAPIDO_MPIO_CONSOLE": "yes"}, cwd=tmp_path).console
+    (tmp_path / "rapido-mpio.yaml").write_text("console: maybe\n")
+    with pytest.raises(SetupError, match="true or false"):
+        config.load({}, environ={}, cwd=tmp_path)
