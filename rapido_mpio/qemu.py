@@ -88,8 +88,9 @@ def find_binary(name: str) -> str:
     return found
 
 
-def paths(count: int = 2, serial: str = "MPIO") -> tuple[Path_, ...]:
-    return tuple(Path_(f"path{i}", f"dev{i}", serial) for i in range(count))
+def paths(serials: tuple[str, ...] = ("MPIO", "MPIO")) -> tuple[Path_, ...]:
+    """One scsi-hd per serial on the same backing file: equal serials make one LUN."""
+    return tuple(Path_(f"path{i}", f"dev{i}", serial) for i, serial in enumerate(serials))
 
 
 def optarg(value: object) -> str:

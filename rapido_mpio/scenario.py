@@ -44,12 +44,14 @@ class Scenario:
     script: Path
     env: dict[str, str]
     host: dict[str, tuple[MonitorCommand, ...]]  # guest event -> monitor commands
+    serials: tuple[str, ...] = ("MPIO", "MPIO")  # one SCSI path per entry
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "image": self.image,
             "script": str(self.script), "env": self.env,
             "host": {k: [c.to_json() for c in v] for k, v in self.host.items()},
+            "serials": list(self.serials),
         }
 
     @staticmethod
@@ -58,6 +60,7 @@ class Scenario:
             data["name"], data["description"], data["image"], Path(data["script"]),
             dict(data["env"]),
             {k: tuple(MonitorCommand.from_json(c) for c in v) for k, v in data["host"].items()},
+            tuple(data.get("serials", ("MPIO", "MPIO"))),
         )
 
 
@@ -68,7 +71,7 @@ def load(cut_dir: Path, name: str) -> Scenario:
         raise SetupError(f"No scenario {name!r} in {cut_dir / 'scenarios'}.",
                          hint="Known scenarios: " + (", ".join(known) or "none") + ".")
     data = _yaml_mapping(path)
-    allowed = {"description", "image", "script", "env", "host"}
+    allowed = {"description", "image", "script", "env", "host", "serials"}
     for key in data:
         if key not in allowed:
             raise SetupError(f"Unknown key {key!r} in scenario {path}.",
@@ -82,6 +85,10 @@ def load(cut_dir: Path, name: str) -> Scenario:
     host = data.get("host") or {}
     if not isinstance(host, dict):
         raise SetupError(f"host in scenario {path} must map event: [commands].")
+    serials = data.get("serials", ["MPIO", "MPIO"])
+    if not isinstance(serials, list) or not serials or not all(
+            isinstance(x, str) and _NAME.match(x) for x in serials):
+        raise SetupError(f"serials in scenario {path} must list one SCSI serial per path.")
     return Scenario(
         name=name,
         description=str(data.get("description", "")),
@@ -90,6 +97,7 @@ def load(cut_dir: Path, name: str) -> Scenario:
         env={str(k): str(v) for k, v in env.items()},
         host={str(event): tuple(_command(c, path) for c in (cmds or []))
               for event, cmds in host.items()},
+        serials=tuple(serials),
     )
 
 

@@ -71,7 +71,7 @@ def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
                                            cfg.kernel_cmdline])),
             console_log=str(run_dir / "console.log"),
             proto_socket=str(scratch / "proto.sock"), qmp_socket=str(scratch / "qmp.sock"),
-            disk=str(disk), paths=qemu.paths(),
+            disk=str(disk), paths=qemu.paths(image.scenario.serials),
         )
         argv = qemu.render(cfg.templates_dir, machine)
         by_hand = dataclasses.replace(

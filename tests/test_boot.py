@@ -157,3 +157,13 @@ def test_zstd_layers_boot(tmp_path: Path) -> None:
     p = run_cli("run", "--output-dir", str(tmp_path), "--compression", "zstd")
     assert p.returncode == 0, p.stdout + p.stderr
     assert (tmp_path / "image" / "initrd").read_bytes()[:6] == b"070701"
+
+
+def test_no_second_path_is_a_fail(tmp_path: Path) -> None:
+    """Negative control: two serials, two LUNs, no map with two paths: FAIL on map_paths."""
+    p = run_cli("run", "--output-dir", str(tmp_path), "--scenario", "no-second-path")
+    assert p.returncode == 1, p.stdout + p.stderr
+    failed = [c for c in last_result(tmp_path)["checks"] if c["status"] == "FAIL"]
+    assert [c["name"] for c in failed] == ["map_paths"]
+    assert failed[0]["observed"].startswith("1_active")
+    assert qemu_processes_for(tmp_path) == []

@@ -82,3 +82,9 @@ def test_accel_auto(tmp_path: Path) -> None:
 def test_accel_kvm_without_kvm_is_a_setup_error(tmp_path: Path) -> None:
     with pytest.raises(SetupError, match="/dev/kvm"):
         qemu.detect_accel("kvm", _cpuinfo(tmp_path, "vmx"), tmp_path / "missing")
+
+
+def test_serials_decide_how_many_luns() -> None:
+    argv = qemu.render(REPO_ROOT / "templates", _machine(paths=qemu.paths(("A", "B", "B"))))
+    devices = [a for a in argv if a.startswith("scsi-hd,")]
+    assert [d.split("serial=")[1].split(",")[0] for d in devices] == ["A", "B", "B"]
