@@ -23,7 +23,7 @@ mpio_check() {
 	shift 2
 	observed=$(echo "$*" | tr -s ' \t\n,=' '_' | sed 's/_$//')
 	[ -n "$observed" ] || observed=-
-	mkdir -p /run/mpio
+	mkdir -p "${MPIO_CHECKS%/*}"
 	echo "$name=$status:$observed" >> "$MPIO_CHECKS"
 	mpio_say "CHECK $name $status $observed"
 }
@@ -64,7 +64,7 @@ mpio_block() {
 
 # mpio_uptime_cs: seconds since boot, in hundredths (no fork: /proc/uptime says "12.34 ...")
 mpio_uptime_cs() {
-	read -r up _ < /proc/uptime
+	read -r up _ < "${MPIO_UPTIME_FILE:-/proc/uptime}"
 	# "0.07": the 1 in front keeps "07" from being read as octal
 	echo $((${up%.*} * 100 + 1${up#*.} - 100))
 }
