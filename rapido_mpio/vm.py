@@ -58,55 +58,64 @@ def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
     run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rapido-mpio-")))
-        disk = scratch / "lun.img"
-        with open(disk, "wb") as f:
-            f.truncate(cfg.disk_size << 20)
+        with open(scratch / "lun.img", "wb") as f:
+            f.truncate(cfg.disk_size << 20)  # sparse: costs nothing until written
         proto_listener = stack.enter_context(_listen(scratch / "proto.sock"))
         qmp_listener = stack.enter_context(_listen(scratch / "qmp.sock"))
-        machine = qemu.Machine(
-            binary=binary, accel=accel.name, cpu=accel.cpu, memory=cfg.memory, cpus=cfg.cpus,
-            bios=str(qemu.QBOOT) if qemu.QBOOT.exists() else None,
-            kernel=str(image.kernel_image), initrd=str(image.initrd),
-            cmdline=" ".join(filter(None, [qemu.BASE_CMDLINE, accel.cmdline,
-                                           cfg.kernel_cmdline])),
-            console_log=str(run_dir / "console.log"),
-            proto_socket=str(scratch / "proto.sock"), qmp_socket=str(scratch / "qmp.sock"),
-            disk=str(disk), paths=qemu.paths(image.scenario.serials),
-        )
+        machine = _machine(image, cfg, accel, binary, str(scratch), run_dir)
         argv = qemu.render(cfg.templates_dir, machine)
-        by_hand = dataclasses.replace(
-            machine, socket_mode=",server=on,wait=off",
-            console_log=f"{qemu.SCRATCH}/console.log", disk=f"{qemu.SCRATCH}/lun.img",
-            proto_socket=f"{qemu.SCRATCH}/proto.sock", qmp_socket=f"{qemu.SCRATCH}/qmp.sock")
-        script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), cfg.disk_size)
-        (run_dir / "qemu-cmd.sh").write_text(script)
+        _save_rerun_script(machine, cfg, run_dir)
         record = RunRecord(run_dir, run_dir / "console.log", accel.reason, argv=argv)
         qemu_out = stack.enter_context(open(run_dir / "qemu.log", "w+"))
         protocol_log = stack.enter_context(open(run_dir / "protocol.log", "w"))
+        if cfg.console:  # entered first, left last: it shows QEMU's final lines too
+            stack.enter_context(_stream(run_dir / "console.log", sys.stderr))
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qemu_out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        stack.callback(_reap, proc, record, started, qemu_out)
-        if cfg.console:
-            stack.enter_context(_stream(run_dir / "console.log", sys.stderr))
-        proto = _accept(proto_listener, proc)
-        qmp = _accept(qmp_listener, proc)
-        if proto is None or qmp is None:
-            return record  # QEMU exited before connecting: _reap records why
-        stack.callback(proto.close)
-        stack.callback(qmp.close)
-        try:
-            monitor = Monitor(qmp)
-        except MonitorError as e:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1)
-            if proc.poll() is None:  # QEMU runs but its monitor does not answer
-                record.host_error = f"QMP monitor unusable: {e}"
-            return record
-        channel = Channel(proto, started, protocol_log)
-        _follow(channel, monitor, image, cfg, record, started)
-        return record
-    raise AssertionError("unreachable")  # for mypy: the with block always returns
+        stack.callback(_reap, proc, record, started)
+        proto = stack.enter_context(_accept(proto_listener, proc))
+        qmp = stack.enter_context(_accept(qmp_listener, proc))
+        if proto is not None and qmp is not None:  # else QEMU exited: _reap records why
+            _converse(proc, proto, qmp, protocol_log, image, cfg, record, started)
+    return record
+
+
+def _machine(image: Image, cfg: Config, accel: qemu.Accel, binary: str, scratch: str,
+             run_dir: Path) -> qemu.Machine:
+    return qemu.Machine(
+        binary=binary, accel=accel.name, cpu=accel.cpu, memory=cfg.memory, cpus=cfg.cpus,
+        bios=str(qemu.QBOOT) if qemu.QBOOT.exists() else None,
+        kernel=str(image.kernel_image), initrd=str(image.initrd),
+        cmdline=" ".join(filter(None, [qemu.BASE_CMDLINE, accel.cmdline, cfg.kernel_cmdline])),
+        console_log=str(run_dir / "console.log"),
+        proto_socket=f"{scratch}/proto.sock", qmp_socket=f"{scratch}/qmp.sock",
+        disk=f"{scratch}/lun.img", paths=qemu.paths(image.scenario.serials),
+    )
+
+
+def _save_rerun_script(machine: qemu.Machine, cfg: Config, run_dir: Path) -> None:
+    """The same machine for a human: its own scratch dir, and sockets that wait for socat."""
+    by_hand = dataclasses.replace(
+        machine, socket_mode=",server=on,wait=off",
+        console_log=f"{qemu.SCRATCH}/console.log", disk=f"{qemu.SCRATCH}/lun.img",
+        proto_socket=f"{qemu.SCRATCH}/proto.sock", qmp_socket=f"{qemu.SCRATCH}/qmp.sock")
+    script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), cfg.disk_size)
+    (run_dir / "qemu-cmd.sh").write_text(script)
+
+
+def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.socket,
+              protocol_log: TextIO, image: Image, cfg: Config, record: RunRecord,
+              started: float) -> None:
+    try:
+        monitor = Monitor(qmp)
+    except MonitorError as e:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)
+        if proc.poll() is None:  # QEMU runs but its monitor does not answer
+            record.host_error = f"QMP monitor unusable: {e}"
+        return
+    _follow(Channel(proto, started, protocol_log), monitor, image, cfg, record, started)
 
 
 def _follow(channel: Channel, monitor: Monitor, image: Image, cfg: Config, record: RunRecord,
@@ -181,22 +190,25 @@ def _listen(path: Path) -> Iterator[socket.socket]:
         sock.close()
 
 
-def _accept(listener: socket.socket, proc: subprocess.Popen[bytes]) -> socket.socket | None:
+@contextlib.contextmanager
+def _accept(listener: socket.socket,
+            proc: subprocess.Popen[bytes]) -> Iterator[socket.socket | None]:
+    """QEMU's connection, closed on exit; None if QEMU exits or never connects."""
+    conn = None
     deadline = time.monotonic() + CONNECT_TIMEOUT
     listener.settimeout(0.05)
-    while time.monotonic() < deadline:
-        try:
+    while conn is None and time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(TimeoutError):
             conn, _ = listener.accept()
             conn.settimeout(None)
-            return conn
-        except TimeoutError:
-            if proc.poll() is not None:
-                return None
-    return None
+    try:
+        yield conn
+    finally:
+        if conn is not None:
+            conn.close()
 
 
-def _reap(proc: subprocess.Popen[bytes], record: RunRecord, started: float,
-          qemu_out: object) -> None:
+def _reap(proc: subprocess.Popen[bytes], record: RunRecord, started: float) -> None:
     """End QEMU by its PID whatever happened: SIGTERM, then SIGKILL."""
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=SHUTDOWN_GRACE if record.first("VERDICT") else 0.5)
