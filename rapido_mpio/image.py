@@ -153,8 +153,9 @@ class Layer:
             for name in sorted(filenames):
                 host = Path(dirpath) / name
                 rel = "/" + str(host.relative_to(root))
-                mode = stat.S_IMODE(host.stat().st_mode)
-                self.add(cpio.Entry.host_file(rel, str(host), mode | 0o644, host.stat().st_size))
+                st = host.stat()
+                self.add(cpio.Entry.host_file(rel, str(host), stat.S_IMODE(st.st_mode) | 0o644,
+                                              st.st_size))
 
     def write(self, path: Path, compression: str) -> Path:
         """Write atomically (a crash leaves no half layer in the cache)."""

@@ -60,8 +60,8 @@ def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) ->
 
 
 def print_summary(verdict: Verdict, record: RunRecord, out: TextIO) -> None:
-    t = timings(record)
-    when = f" in {t['verdict']:.1f}s" if t["verdict"] is not None else ""
+    done = record.first("VERDICT")
+    when = f" in {done.at:.1f}s" if done is not None else ""
     print(f"rapido-mpio: {verdict.scenario}: {verdict.result}{when} "
           f"(exit {int(verdict.exit_code)}) - {verdict.reason}", file=out)
     passed = [c.name for c in verdict.checks if c.status == "PASS"]

@@ -46,7 +46,6 @@ class RunRecord:
     qemu_status: int | None = None  # None: killed by us
     qemu_output: str = ""  # QEMU's own stdout/stderr (not the guest's console)
     exited_at: float | None = None
-    argv: list[str] = dataclasses.field(default_factory=list)
 
     def first(self, kind: str) -> Message | None:
         return next((m for m in self.messages if m.kind == kind), None)
@@ -65,7 +64,7 @@ def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
         machine = _machine(image, cfg, accel, binary, str(scratch), run_dir)
         argv = qemu.render(cfg.templates_dir, machine)
         _save_rerun_script(machine, cfg, run_dir)
-        record = RunRecord(run_dir, run_dir / "console.log", accel.reason, argv=argv)
+        record = RunRecord(run_dir, run_dir / "console.log", accel.reason)
         qemu_out = stack.enter_context(open(run_dir / "qemu.log", "w+"))
         protocol_log = stack.enter_context(open(run_dir / "protocol.log", "w"))
         if cfg.console:  # entered first, left last: it shows QEMU's final lines too
