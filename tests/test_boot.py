@@ -55,7 +55,9 @@ def test_all_paths_lost_is_a_fail(out: Path) -> None:
     p = run_cli("run", "--output-dir", str(out), "--scenario", "all-paths-lost")
     assert p.returncode == 1, p.stdout + p.stderr
     failed = {c["name"] for c in last_result(out)["checks"] if c["status"] == "FAIL"}
-    assert {"io_after_pull", "kernel_paths", "data_intact"} <= failed
+    # with no path left, writing and reading back must fail; whether the kernel has marked
+    # the second path failed yet when kernel_paths looks depends on which I/O reached it
+    assert {"io_after_pull", "data_intact"} <= failed
     assert "FAILED io_after_pull" in p.stdout
     assert qemu_processes_for(out) == []
 
