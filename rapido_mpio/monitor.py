@@ -40,6 +40,10 @@ class Monitor:
                 raise MonitorError(f"{name}: {reply['error'].get('desc', reply['error'])}")
             return reply.get("return")
 
+    def send_keys(self, *keys: str) -> None:
+        """Press keys together on the guest's keyboard (QEMU qcodes, e.g. alt sysrq w)."""
+        self.execute("send-key", {"keys": [{"type": "qcode", "data": k} for k in keys]})
+
     def run(self, command: MonitorCommand) -> str:
         """Run a scenario's monitor step; returns what a human should see of it."""
         if command.hmp is not None:

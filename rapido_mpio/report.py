@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -34,9 +35,29 @@ def timings(record: RunRecord) -> dict[str, float | None]:
     }
 
 
+def path_io(record: RunRecord) -> dict[str, dict[str, dict[str, int]]]:
+    """Per-path request counts at each snapshot the guest took (blocks io-LABEL):
+    {label: {"8:0": {"remapped": N, "iorequest": N, "ioerr": N}}}."""
+    snapshots: dict[str, dict[str, dict[str, int]]] = {}
+    for name, lines in record.blocks.items():
+        if not name.startswith("io-"):
+            continue
+        paths = snapshots.setdefault(name.removeprefix("io-"), {})
+        for line in lines:
+            dev, *fields = line.split()
+            paths[dev] = {k: int(v) for k, _, v in (f.partition("=") for f in fields)
+                          if v.isdigit()}
+    return snapshots
+
+
 def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) -> Path:
     for name, lines in record.blocks.items():
         (record.run_dir / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    if record.hang is not None:
+        (record.run_dir / "task-dump.txt").write_text(
+            "\n".join(record.hang.dump) + "\n" if record.hang.dump else
+            "(no task dump: the kernel printed nothing after sysrq w; it may lack "
+            "CONFIG_MAGIC_SYSRQ or a PS/2 keyboard driver)\n")
     result: dict[str, Any] = verdict.to_json()
     result.update({
         "kernel": {"label": image.kernel_label, "release": image.kernel_release,
@@ -44,6 +65,8 @@ def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) ->
         "accel": record.accel,
         "timings": timings(record),
         "host_actions": record.host_actions,
+        "path_io": path_io(record),
+        "hang": dataclasses.asdict(record.hang) if record.hang else None,
         "events": [f"{m.at:7.3f} {m.kind} {m.text}" for m in record.messages
                    if m.kind not in ("LINE", "BEGIN", "STOP")],
         "qemu_exit_status": record.qemu_status,
@@ -67,8 +90,11 @@ def print_summary(verdict: Verdict, record: RunRecord, out: TextIO) -> None:
     passed = [c.name for c in verdict.checks if c.status == "PASS"]
     if passed:
         print(f"  passed: {', '.join(passed)}", file=out)
-    for check in verdict.failed:
-        print(f"  FAILED {check.name}: {check.observed}", file=out)
+    for check in verdict.checks:
+        if check.status == "FAIL":
+            print(f"  FAILED {check.name}: {check.observed}", file=out)
+        elif check.status == "SKIP":
+            print(f"  skipped {check.name}: {check.observed}", file=out)
     if verdict.log_tail:
         print("  last lines of the console:", file=out)
         for line in verdict.log_tail[-10:]:

@@ -18,6 +18,7 @@ from rapido_mpio.config import parse_yaml
 from rapido_mpio.errors import SetupError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+XFS_MIN_MIB = 300  # mkfs.xfs (xfsprogs 6.x) refuses smaller filesystems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +46,17 @@ class Scenario:
     env: dict[str, str]
     host: dict[str, tuple[MonitorCommand, ...]]  # guest event -> monitor commands
     serials: tuple[str, ...] = ("MPIO", "MPIO")  # one SCSI path per entry
+    # kernel messages the scenario provokes on purpose (regexes), not held against the kernel
+    kernel_log_allow: tuple[str, ...] = ()
+    min_disk_mib: int = XFS_MIN_MIB  # the smallest LUN the scenario works with
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "image": self.image,
             "script": str(self.script), "env": self.env,
             "host": {k: [c.to_json() for c in v] for k, v in self.host.items()},
-            "serials": list(self.serials),
+            "serials": list(self.serials), "kernel_log_allow": list(self.kernel_log_allow),
+            "min_disk_mib": self.min_disk_mib,
         }
 
     @staticmethod
@@ -61,7 +66,23 @@ class Scenario:
             dict(data["env"]),
             {k: tuple(MonitorCommand.from_json(c) for c in v) for k, v in data["host"].items()},
             tuple(data.get("serials", ("MPIO", "MPIO"))),
+            tuple(data.get("kernel_log_allow", ())),
+            int(data.get("min_disk_mib", XFS_MIN_MIB)),
         )
+
+    def check_settings(self, disk_mib: int) -> None:
+        """Refuse, before any boot, settings this scenario cannot work with: a run that fails
+        on them would blame the kernel for a setup mistake."""
+        if disk_mib < self.min_disk_mib:
+            raise SetupError(f"A {disk_mib} MiB LUN is too small for scenario {self.name}: "
+                             f"it needs {self.min_disk_mib} MiB (XFS's minimum is "
+                             f"{XFS_MIN_MIB}).", hint=f"Set disk_size to {self.min_disk_mib} "
+                             "or more.")
+        paths = self.env.get("PATHS")
+        if paths is not None and (not paths.isdigit() or int(paths) > len(self.serials)):
+            raise SetupError(f"Scenario {self.name} expects {paths} paths but declares "
+                             f"{len(self.serials)} (serials).",
+                             hint="Give one serial per path, or lower PATHS.")
 
 
 def load(cut_dir: Path, name: str) -> Scenario:
@@ -71,7 +92,8 @@ def load(cut_dir: Path, name: str) -> Scenario:
         raise SetupError(f"No scenario {name!r} in {cut_dir / 'scenarios'}.",
                          hint="Known scenarios: " + (", ".join(known) or "none") + ".")
     data = _yaml_mapping(path)
-    allowed = {"description", "image", "script", "env", "host", "serials"}
+    allowed = {"description", "image", "script", "env", "host", "serials", "kernel_log_allow",
+               "min_disk_mib"}
     for key in data:
         if key not in allowed:
             raise SetupError(f"Unknown key {key!r} in scenario {path}.",
@@ -89,6 +111,18 @@ def load(cut_dir: Path, name: str) -> Scenario:
     if not isinstance(serials, list) or not serials or not all(
             isinstance(x, str) and _NAME.match(x) for x in serials):
         raise SetupError(f"serials in scenario {path} must list one SCSI serial per path.")
+    allow = data.get("kernel_log_allow") or []
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise SetupError(f"kernel_log_allow in scenario {path} must list regular expressions.")
+    for pattern in allow:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise SetupError(f"kernel_log_allow in scenario {path}: {pattern!r} is not a "
+                             f"regular expression ({e}).") from None
+    min_disk = data.get("min_disk_mib", XFS_MIN_MIB)
+    if not isinstance(min_disk, int) or isinstance(min_disk, bool) or min_disk <= 0:
+        raise SetupError(f"min_disk_mib in scenario {path} must be a positive whole number.")
     return Scenario(
         name=name,
         description=str(data.get("description", "")),
@@ -98,6 +132,8 @@ def load(cut_dir: Path, name: str) -> Scenario:
         host={str(event): tuple(_command(c, path) for c in (cmds or []))
               for event, cmds in host.items()},
         serials=tuple(serials),
+        kernel_log_allow=tuple(allow),
+        min_disk_mib=min_disk,
     )
 
 

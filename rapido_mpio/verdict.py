@@ -1,15 +1,18 @@
-"""From what happened in a run to a verdict and an exit code.
+"""From what happened in a run to a verdict and an exit code: decided here, and only here.
 
-Order of judgement: a broken setup (255) beats everything; a guest that never reached the
-scenario is untestable (125); after that, anything short of a clean PASS verdict with a
-clean kernel log is FAIL (1): a hang, a panic, an oops or a failed check during the
-scenario is exactly what a regression looks like.
+The guest reports what it observed (CHECK messages) and marks its end with a VERDICT line;
+the host judges those checks, the kernel log and the timing. Order of judgement: a broken
+setup (255) beats everything; a guest that never reached the scenario is untestable (125);
+a guest whose own verdict line disagrees with its checks is a bug in rapido-mpio (255);
+after that, anything short of every check passing with a clean kernel log is FAIL (1): a
+hang, a panic, an oops or a failed check during the scenario is what a regression looks like.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +25,18 @@ SPLAT = re.compile(
     r"INFO: task .* blocked for more than|rcu: INFO: rcu_\w+ (self-)?detected stall|"
     r"UBSAN:|KASAN:|Call Trace:)"
 )
+# a raw kernel log record as `dmesg -r` prints it: <facility*8+level>[seconds] text
+KMSG = re.compile(r"^<(\d+)>\[\s*[\d.]+\] ?(.*)$")
+# a console line in the kernel's own format (the fallback when the guest sent no log)
+CONSOLE_KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] (.*)$")
 TAIL_LINES = 25
+STATUSES = ("PASS", "FAIL", "SKIP")
 
 
 @dataclasses.dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # PASS or FAIL
+    status: str  # PASS, FAIL, or SKIP (a prerequisite failed, so it proves nothing)
     observed: str
 
 
@@ -43,7 +51,11 @@ class Verdict:
 
     @property
     def failed(self) -> list[Check]:
-        return [c for c in self.checks if c.status != "PASS"]
+        return [c for c in self.checks if c.status == "FAIL"]
+
+    @property
+    def skipped(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "SKIP"]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,31 +66,63 @@ class Verdict:
         }
 
 
-def parse_verdict_line(text: str) -> tuple[str, str, list[Check]]:
-    """'failover PASS name=PASS:observed ...' -> (scenario, result, checks)."""
+def parse_check(text: str) -> Check:
+    """'name STATUS observed' (a CHECK message) -> Check."""
+    words = text.split(" ", 2)
+    if len(words) < 3 or words[1] not in STATUSES:
+        raise ValueError(f"malformed check {text!r}")
+    return Check(words[0], words[1], words[2])
+
+
+def parse_verdict_line(text: str) -> tuple[str, str, int]:
+    """'failover PASS 11' (the guest's end marker) -> (scenario, its result, its check count)."""
     words = text.split()
-    if len(words) < 2 or words[1] not in ("PASS", "FAIL"):
-        raise ValueError(f"malformed verdict line: {text!r}")
-    checks = []
-    for word in words[2:]:
-        name, eq, rest = word.partition("=")
-        status, colon, observed = rest.partition(":")
-        if not eq or not colon or status not in ("PASS", "FAIL"):
-            raise ValueError(f"malformed check {word!r} in verdict line")
-        checks.append(Check(name, status, observed))
-    return words[0], words[1], checks
+    if len(words) != 3 or words[1] not in ("PASS", "FAIL") or not words[2].isdigit():
+        raise ValueError(f"malformed verdict line {text!r}")
+    return words[0], words[1], int(words[2])
 
 
-def kernel_splats(console_log: Path, scenario: str) -> list[str]:
-    """Splat lines printed after the scenario started (boot noise is not the scenario's)."""
+def kernel_messages(kmsg: Iterable[str]) -> list[str]:
+    """The kernel's own messages among raw records: facility 0. Userspace writes to /dev/kmsg
+    (multipathd, udevd, our own mark) carry another facility, which the kernel enforces."""
+    found: list[str] = []
+    kernel = False
+    for line in kmsg:
+        m = KMSG.match(line)
+        if m is None:  # a continuation of the record before
+            if kernel:
+                found.append(line.strip())
+            continue
+        kernel = int(m.group(1)) < 8
+        if kernel:
+            found.append(m.group(2))
+    return found
+
+
+def kernel_splats(record: RunRecord, allow: Iterable[str] = ()) -> list[str]:
+    """Splats the kernel printed during the scenario, minus what the scenario allows.
+
+    From the kernel log the guest sent (messages after its mark in /dev/kmsg); a guest
+    that died before sending it leaves the console, in the kernel's line format, after the
+    scenario marker."""
+    allowed = [re.compile(a) for a in allow]
+    if "kmsg" in record.blocks:
+        lines = kernel_messages(record.blocks["kmsg"])
+    else:
+        lines = _console_kernel_lines(record.console_log)
+    return [ln.strip() for ln in lines
+            if SPLAT.search(ln) and not any(a.search(ln) for a in allowed)]
+
+
+def _console_kernel_lines(console_log: Path) -> list[str]:
     try:
         lines = console_log.read_text(errors="replace").splitlines()
     except OSError:
         return []
-    start = next((i for i, ln in enumerate(lines) if f"@@MPIO:SCENARIO {scenario}" in ln), None)
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("@@MPIO:SCENARIO ")), None)
     if start is None:
         return []
-    return [ln.strip() for ln in lines[start:] if SPLAT.search(ln)]
+    return [m.group(1) for ln in lines[start:] if (m := CONSOLE_KERNEL_LINE.match(ln))]
 
 
 def _tail(console_log: Path) -> tuple[str, ...]:
@@ -89,7 +133,7 @@ def _tail(console_log: Path) -> tuple[str, ...]:
     return tuple(ln.rstrip() for ln in lines[-TAIL_LINES:])
 
 
-def decide(record: RunRecord, scenario: str) -> Verdict:
+def decide(record: RunRecord, scenario: str, allow: Iterable[str] = ()) -> Verdict:
     def verdict(result: str, code: ExitCode, reason: str, checks: list[Check] | None = None,
                 tail: bool = False) -> Verdict:
         return Verdict(scenario, result, code, tuple(checks or ()), reason,
@@ -107,35 +151,48 @@ def decide(record: RunRecord, scenario: str) -> Verdict:
         why = ("timed out" if record.timed_out else "QEMU exited (panic or reboot)")
         return verdict("UNTESTABLE", ExitCode.UNTESTABLE,
                        f"The guest never reached the scenario: {why}.", tail=True)
+    try:
+        checks = [parse_check(m.text) for m in record.messages if m.kind == "CHECK"]
+    except ValueError as e:
+        return verdict("ERROR", ExitCode.SETUP, f"The guest sent {e}: a bug in rapido-mpio.")
+    splats = kernel_splats(record, allow)
+    kernel_log = Check("kernel_log", "FAIL" if splats else "PASS",
+                       _squeeze(splats[0]) if splats else "clean")
+    step = record.last_step()
+    if record.hang is not None:
+        hang = record.hang
+        checks.append(Check("step_deadline", "FAIL",
+                            f"{hang.step}_hung_{hang.seconds:.1f}s_(deadline_{hang.deadline:g}s)"))
+        return verdict("FAIL", ExitCode.FAIL,
+                       f"The scenario hung in step {hang.step} for {hang.seconds:.1f}s "
+                       f"(its deadline is {hang.deadline:g}s); task dump in task-dump.txt.",
+                       checks + [kernel_log], tail=True)
     line = record.first("VERDICT")
     if line is None:
         why = ("the scenario timed out" if record.timed_out == "scenario"
                else "the guest died (panic, oops or reboot)")
-        checks = _checks_so_far(record)
-        return verdict("FAIL", ExitCode.FAIL, f"No verdict from the guest: {why}.",
-                       checks + [Check("verdict", "FAIL", "none")], tail=True)
+        where = f" in step {step.text.split()[0]}" if step is not None else ""
+        return verdict("FAIL", ExitCode.FAIL, f"No verdict from the guest: {why}{where}.",
+                       checks + [Check("verdict", "FAIL", "none"), kernel_log], tail=True)
     try:
-        _, result, checks = parse_verdict_line(line.text)
+        _, guest_result, guest_count = parse_verdict_line(line.text)
     except ValueError as e:
-        return verdict("FAIL", ExitCode.FAIL, f"Unreadable verdict: {e}.", tail=True)
-    splats = kernel_splats(record.console_log, scenario)
-    checks.append(Check("kernel_log", "FAIL" if splats else "PASS",
-                        _squeeze(splats[0]) if splats else "clean"))
-    failed = [c.name for c in checks if c.status != "PASS"]
-    if result == "PASS" and not failed:
+        return verdict("ERROR", ExitCode.SETUP, f"The guest sent {e}: a bug in rapido-mpio.")
+    own = "PASS" if checks and all(c.status == "PASS" for c in checks) else "FAIL"
+    if (guest_result, guest_count) != (own, len(checks)):
+        return verdict("ERROR", ExitCode.SETUP,
+                       f"The guest's verdict ({guest_result}, {guest_count} checks) disagrees "
+                       f"with the checks it sent ({own}, {len(checks)}): a bug in rapido-mpio.",
+                       checks)
+    checks.append(kernel_log)
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    skipped = [c.name for c in checks if c.status == "SKIP"]
+    if not failed and not skipped:
         return verdict("PASS", ExitCode.PASS, "Every check passed.", checks)
-    return verdict("FAIL", ExitCode.FAIL, "Failed: " + ", ".join(failed) + ".", checks,
-                   tail=bool(splats))
-
-
-def _checks_so_far(record: RunRecord) -> list[Check]:
-    checks = []
-    for m in record.messages:
-        if m.kind == "CHECK":
-            words = m.text.split(" ", 2)
-            if len(words) == 3:
-                checks.append(Check(words[0], words[1], words[2]))
-    return checks
+    reason = "Failed: " + ", ".join(failed) + "." if failed else ""
+    if skipped:
+        reason += (" " if reason else "") + "Skipped: " + ", ".join(skipped) + "."
+    return verdict("FAIL", ExitCode.FAIL, reason, checks, tail=bool(splats))
 
 
 def _console_has_kernel(console_log: Path) -> bool:

@@ -29,6 +29,17 @@ from rapido_mpio.monitor import Monitor, MonitorError
 
 CONNECT_TIMEOUT = 15.0  # QEMU connects to our sockets right after it starts
 SHUTDOWN_GRACE = 15.0  # after the verdict, for the guest's own reboot -f
+DUMP_WAIT = 3.0  # for the guest's task dump to reach the console, after sysrq w
+
+
+@dataclasses.dataclass(frozen=True)
+class Hang:
+    """A scenario step that outlived its declared deadline."""
+
+    step: str
+    deadline: float  # seconds the step declared
+    seconds: float  # seconds it had run when the host gave up on it
+    dump: tuple[str, ...]  # console lines from sysrq w on (empty: the kernel has no sysrq)
 
 
 @dataclasses.dataclass
@@ -43,12 +54,16 @@ class RunRecord:
     host_actions: list[str] = dataclasses.field(default_factory=list)
     host_error: str | None = None
     timed_out: str | None = None  # the stage that ran out of time: boot, scenario, shutdown
+    hang: Hang | None = None
     qemu_status: int | None = None  # None: killed by us
     qemu_output: str = ""  # QEMU's own stdout/stderr (not the guest's console)
     exited_at: float | None = None
 
     def first(self, kind: str) -> Message | None:
         return next((m for m in self.messages if m.kind == kind), None)
+
+    def last_step(self) -> Message | None:
+        return next((m for m in reversed(self.messages) if m.kind == "STEP"), None)
 
 
 def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
@@ -120,17 +135,26 @@ def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.s
 def _follow(channel: Channel, monitor: Monitor, image: Image, cfg: Config, record: RunRecord,
             started: float) -> None:
     stage, deadline = "boot", started + cfg.boot_timeout
+    step: tuple[str, float, float] | None = None  # name, declared seconds, began (monotonic)
     while True:
+        step_deadline = step[2] + step[1] if step else deadline
         try:
-            msg = channel.receive(deadline)
+            msg = channel.receive(min(deadline, step_deadline))
         except ChannelClosed:
             return
         except ChannelTimeout:
-            record.timed_out = stage
+            if step is not None and step_deadline < deadline:
+                record.hang = _task_dump(monitor, record, step)
+            else:
+                record.timed_out = stage
             return
         record.messages.append(msg)
         if msg.kind == "SCENARIO":
             stage, deadline = "scenario", time.monotonic() + cfg.scenario_timeout
+        elif msg.kind == "STEP":
+            name, _, seconds = msg.text.partition(" ")
+            with contextlib.suppress(ValueError):
+                step = (name, float(seconds), time.monotonic())
         elif msg.kind == "EVENT":
             try:
                 for command in image.scenario.host.get(msg.text, ()):
@@ -146,7 +170,41 @@ def _follow(channel: Channel, monitor: Monitor, image: Image, cfg: Config, recor
             name, _, line = msg.text.partition(" ")
             record.blocks.setdefault(name, []).append(line)
         elif msg.kind == "VERDICT":
+            step = None
             stage, deadline = "shutdown", time.monotonic() + SHUTDOWN_GRACE
+
+
+def _task_dump(monitor: Monitor, record: RunRecord, step: tuple[str, float, float]) -> Hang:
+    """Press sysrq w (blocked tasks) on the guest's keyboard and collect what the kernel
+    prints, before QEMU is ended; a kernel without sysrq or a keyboard prints nothing."""
+    name, declared, began = step
+    seconds = time.monotonic() - began
+    offset = _size(record.console_log)
+    try:
+        monitor.send_keys("alt", "sysrq", "w")
+    except MonitorError:
+        return Hang(name, declared, seconds, ())
+    last_size, quiet_since = -1, time.monotonic()
+    end = time.monotonic() + DUMP_WAIT
+    while time.monotonic() < end:  # until the console has been quiet for 0.5 s
+        size = _size(record.console_log)
+        if size != last_size:
+            last_size, quiet_since = size, time.monotonic()
+        elif time.monotonic() - quiet_since > 0.5:
+            break
+        time.sleep(0.1)
+    with open(record.console_log, errors="replace") as f:
+        f.seek(offset)
+        lines = f.read().splitlines()
+    start = next((i for i, ln in enumerate(lines) if "sysrq: Show Blocked State" in ln), None)
+    return Hang(name, declared, seconds, tuple(lines[start:]) if start is not None else ())
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 @contextlib.contextmanager

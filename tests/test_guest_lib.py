@@ -1,5 +1,6 @@
-"""The guest's helper library, run with the host's busybox: the verdict line it writes is
-the one the host parses, and its clock helper survives the values a guest sees."""
+"""The guest's helper library, run with the host's busybox: the lines it sends are the ones
+the host parses, its settled path-state check waits out a flap and reports one that never
+settles, and its per-path I/O check tells a quiet failed path from a busy one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rapido_mpio.config import REPO_ROOT
-from rapido_mpio.verdict import parse_verdict_line
+from rapido_mpio.verdict import parse_check, parse_verdict_line
 
 LIB = REPO_ROOT / "cut/rootfs/usr/lib/mpio/lib.sh"
 
@@ -17,11 +18,20 @@ LIB = REPO_ROOT / "cut/rootfs/usr/lib/mpio/lib.sh"
 def guest_sh(script: str, tmp_path: Path, **env: str) -> str:
     """Run `script` in busybox sh with lib.sh sourced; fd 3 (the host channel) is a file."""
     channel = tmp_path / "channel"
-    full = (f"exec 3>{channel}\nMPIO_CHECKS={tmp_path}/checks\nMPIO_SCENARIO=failover\n"
-            f". {LIB}\nMPIO_CHECKS={tmp_path}/checks\n{script}\n")
+    full = (f"exec 3>{channel}\nMPIO_RUN={tmp_path}\nMPIO_SCENARIO=failover\n"
+            f". {LIB}\n{script}\n")
     subprocess.run(["busybox", "sh", "-c", full], check=True, capture_output=True,
                    env={"PATH": "/usr/bin:/bin", **env})
     return channel.read_text()
+
+
+def checks(channel: str) -> dict[str, tuple[str, str]]:
+    found = {}
+    for line in channel.splitlines():
+        if line.startswith("@@MPIO:CHECK "):
+            c = parse_check(line.removeprefix("@@MPIO:CHECK "))
+            found[c.name] = (c.status, c.observed)
+    return found
 
 
 def test_verdict_line_is_what_the_host_parses(tmp_path: Path) -> None:
@@ -29,17 +39,25 @@ def test_verdict_line_is_what_the_host_parses(tmp_path: Path) -> None:
                    'mpio_expect data_intact abc "a,b=c d"\n'
                    "mpio_verdict", tmp_path)
     line = next(ln for ln in out.splitlines() if ln.startswith("@@MPIO:VERDICT "))
-    scenario, result, checks = parse_verdict_line(line.removeprefix("@@MPIO:VERDICT "))
-    assert (scenario, result) == ("failover", "FAIL")
-    assert [(c.name, c.status) for c in checks] == [("map_paths", "PASS"),
-                                                    ("data_intact", "FAIL")]
-    assert checks[0].observed == "2_active"
-    assert " " not in checks[1].observed and "," not in checks[1].observed
+    assert parse_verdict_line(line.removeprefix("@@MPIO:VERDICT ")) == ("failover", "FAIL", 2)
+    found = checks(out)
+    assert found["map_paths"] == ("PASS", "2_active")
+    assert found["data_intact"][0] == "FAIL"
+    assert " " not in found["data_intact"][1] and "," not in found["data_intact"][1]
 
 
 def test_no_checks_is_a_fail(tmp_path: Path) -> None:
     out = guest_sh("mpio_verdict", tmp_path)
-    assert "@@MPIO:VERDICT failover FAIL scenario_ran=FAIL:" in out
+    assert "@@MPIO:CHECK scenario_ran FAIL no_checks_recorded" in out
+    assert "@@MPIO:VERDICT failover FAIL 1" in out
+
+
+def test_a_check_whose_prerequisite_failed_is_skipped_not_passed(tmp_path: Path) -> None:
+    out = guest_sh("mpio_expect mounted yes no\n"
+                   "if mpio_requires data_intact mounted; then mpio_check data_intact PASS x; fi\n"
+                   "mpio_verdict", tmp_path)
+    assert checks(out)["data_intact"] == ("SKIP", "mounted_failed")
+    assert "@@MPIO:VERDICT failover FAIL 2" in out
 
 
 @pytest.mark.parametrize("uptime, cs", [("0.07 1.00", 7), ("0.79 0.1", 79),
@@ -49,3 +67,67 @@ def test_uptime_in_hundredths(tmp_path: Path, uptime: str, cs: int) -> None:
     out = guest_sh('echo "$(mpio_uptime_cs)" >&3', tmp_path,
                    MPIO_UPTIME_FILE=str(tmp_path / "uptime"))
     assert out.strip() == str(cs)
+
+
+DMSETUP = "0 655360 multipath 2 0 0 0 1 1 A 0 2 0 8:0 {} 3 8:16 A 0"
+MULTIPATHD = "mpatha 8:0 {}\nmpatha 8:16 active ready\n[orphan] 8:32 undef ready"
+
+
+def fake_tools(states: list[tuple[str, str]], tmp_path: Path) -> str:
+    """dmsetup and multipathd as shell functions: each call of mpio_path_states takes the
+    next sample, (kernel state of 8:0, multipathd's view of 8:0); the last one repeats."""
+    for i, (kernel, daemon) in enumerate(states):
+        (tmp_path / f"dm{i}").write_text(DMSETUP.format(kernel) + "\n")
+        (tmp_path / f"mpd{i}").write_text(MULTIPATHD.format(daemon) + "\n")
+    last = len(states) - 1
+    return f"""
+echo 0 > {tmp_path}/n
+sample() {{ n=$(cat {tmp_path}/n); [ "$n" -le {last} ] || n={last}; echo "$n"; }}
+dmsetup() {{ cat {tmp_path}/dm$(sample); }}
+multipathd() {{ cat {tmp_path}/mpd$(sample); echo $(($(cat {tmp_path}/n) + 1)) > {tmp_path}/n; }}
+MPIO_CHECKINT=1
+"""
+
+
+def test_path_states_reads_both_views(tmp_path: Path) -> None:
+    out = guest_sh(fake_tools([("F", "active ready")], tmp_path)
+                   + 'mpio_path_states mpatha >&3', tmp_path)
+    assert out.splitlines() == ["8:0 F A", "8:16 A A"]
+
+
+def test_settle_waits_out_a_flap_and_reports_the_settled_value(tmp_path: Path) -> None:
+    """The kernel fails the path, multipathd reinstates it, the kernel fails it again: the
+    sample in the middle would have read 2 active, and the check must not judge it."""
+    flap = [("A", "active ready"), ("F", "active ready"), ("A", "active ready"),
+            ("F", "failed ready"), ("F", "failed faulty")]
+    out = guest_sh(fake_tools(flap, tmp_path)
+                   + "mpio_settle paths_after_fault mpatha 1 1 10", tmp_path)
+    assert checks(out)["paths_after_fault"] == ("PASS", "1_active_1_failed")
+    assert (tmp_path / "settled").read_text().split("\n")[0] == "8:0 F F"
+
+
+def test_settle_that_never_settles_fails_with_the_transitions(tmp_path: Path) -> None:
+    flap = [("A", "active ready"), ("F", "active ready")] * 3 + [("A", "active ready")]
+    out = guest_sh(fake_tools(flap, tmp_path)
+                   + "mpio_settle paths_after_fault mpatha 1 1 1 || true", tmp_path)
+    status, observed = checks(out)["paths_after_fault"]
+    assert status == "FAIL"
+    assert "not_settled_in_1s" in observed
+    assert "8:0_kernel_A>F>A>F>A>F>A_multipathd_A" in observed
+
+
+def test_path_io_judges_the_failed_path_and_the_survivors(tmp_path: Path) -> None:
+    (tmp_path / "settled").write_text("8:0 F F\n8:16 A A\n")
+    (tmp_path / "io-settled").write_text("8:0 remapped=40 iorequest=41 ioerr=9 overrun=0\n"
+                                         "8:16 remapped=60 iorequest=60 ioerr=0 overrun=0\n")
+    (tmp_path / "io-quiet").write_text("8:0 remapped=40 iorequest=42 ioerr=10 overrun=0\n"
+                                       "8:16 remapped=100 iorequest=100 ioerr=0 overrun=0\n")
+    (tmp_path / "io-busy").write_text("8:0 remapped=117 iorequest=42 ioerr=10 overrun=0\n"
+                                      "8:16 remapped=100 iorequest=100 ioerr=0 overrun=0\n")
+    out = guest_sh("mpio_check_path_io good settled quiet\n"
+                   "mpio_check_path_io bad settled busy", tmp_path,
+                   IO_MARGIN="2", IO_MIN="8")
+    found = checks(out)
+    assert found["good"] == ("PASS", "down_8:0_+0_up_8:16_+40")
+    assert found["bad"][0] == "FAIL"
+    assert "down_path_8:0_got_77_(max_2)" in found["bad"][1]

@@ -2,8 +2,13 @@
 # The host talks to the guest on its own channel, /dev/ttyS1 (fd 3 after mpio_open): lines
 # starting with @@MPIO: go out, acknowledgements come in. Each line is echoed on the console
 # (ttyS0) for the human reading the serial log; the host never parses the console for them.
+#
+# The guest reports what it observed (CHECK lines); the host decides the verdict. The
+# guest's own VERDICT line only marks the end and lets the host cross-check its count.
 
-MPIO_CHECKS=/run/mpio/checks
+MPIO_RUN=${MPIO_RUN:-/run/mpio}
+MPIO_CHECKS=$MPIO_RUN/checks
+MPIO_TRACE=${MPIO_TRACE:-/sys/kernel/tracing}
 
 mpio_open() {
 	stty -F /dev/ttyS1 raw -echo 2>/dev/null
@@ -17,13 +22,14 @@ mpio_say() {
 
 mpio_log() { echo "mpio: $*"; }
 
-# mpio_check NAME PASS|FAIL OBSERVED: record one check; OBSERVED is squeezed into one word
+# mpio_check NAME PASS|FAIL|SKIP OBSERVED: record one check; OBSERVED is squeezed into one
+# word, and should tell a human what happened without opening the log
 mpio_check() {
 	name=$1 status=$2
 	shift 2
 	observed=$(echo "$*" | tr -s ' \t\n,=' '_' | sed 's/_$//')
 	[ -n "$observed" ] || observed=-
-	mkdir -p "${MPIO_CHECKS%/*}"
+	mkdir -p "$MPIO_RUN"
 	echo "$name=$status:$observed" >> "$MPIO_CHECKS"
 	mpio_say "CHECK $name $status $observed"
 }
@@ -33,18 +39,37 @@ mpio_expect() {
 	if [ "$2" = "$3" ]; then mpio_check "$1" PASS "$3"; else mpio_check "$1" FAIL "$3 (want $2)"; fi
 }
 
-# mpio_verdict: the one machine-readable line the host turns into the exit code
+# mpio_passed NAME: whether check NAME was recorded as PASS
+mpio_passed() { grep -q "^$1=PASS:" "$MPIO_CHECKS" 2>/dev/null; }
+
+# mpio_requires NAME PREREQ...: true when every PREREQ check passed; otherwise NAME is
+# recorded as skipped (never as PASS: a check whose ground is missing proves nothing)
+mpio_requires() {
+	name=$1
+	shift
+	for prereq in "$@"; do
+		mpio_passed "$prereq" || { mpio_check "$name" SKIP "$prereq failed"; return 1; }
+	done
+}
+
+# mpio_step NAME SECONDS: the scenario enters step NAME, which must end within SECONDS. The
+# host holds the deadline: past it, it takes a task dump (sysrq w) and names the step.
+mpio_step() { mpio_say "STEP $1 $2"; }
+
+# mpio_verdict: the end marker, with the guest's own reading of its checks for the host to
+# cross-check (the host decides; a disagreement is a bug in rapido-mpio)
 mpio_verdict() {
 	result=PASS
 	[ -s "$MPIO_CHECKS" ] || { mpio_check scenario_ran FAIL no_checks_recorded; }
-	grep -q '=FAIL:' "$MPIO_CHECKS" && result=FAIL
-	mpio_say "VERDICT $MPIO_SCENARIO $result $(tr '\n' ' ' < "$MPIO_CHECKS")"
+	grep -q '=FAIL:\|=SKIP:' "$MPIO_CHECKS" && result=FAIL
+	mpio_say "VERDICT $MPIO_SCENARIO $result $(wc -l < "$MPIO_CHECKS")"
 }
 
 # mpio_signal EVENT: ask the host to act (see host: in the scenario file) and wait for its ack
 mpio_signal() {
 	mpio_say "EVENT $1"
 	reply=
+	# shellcheck disable=SC3045 # busybox's read has -t
 	read -r -t "${ACK_TIMEOUT:-60}" reply <&3
 	if [ "$reply" = "mpio-ack $1" ]; then
 		return 0
@@ -60,6 +85,13 @@ mpio_block() {
 	mpio_say "BEGIN $name"
 	"$@" 2>&1 | while IFS= read -r line; do mpio_say "LINE $name $line"; done
 	mpio_say "STOP $name"
+}
+
+# mpio_send NAME: stdin as block NAME, on the channel only (for data the console already has)
+mpio_send() {
+	echo "@@MPIO:BEGIN $1" >&3
+	while IFS= read -r line; do echo "@@MPIO:LINE $1 $line" >&3; done
+	echo "@@MPIO:STOP $1" >&3
 }
 
 # mpio_uptime_cs: seconds since boot, in hundredths (no fork: /proc/uptime says "12.34 ...")
@@ -80,23 +112,162 @@ mpio_wait_for() {
 	done
 }
 
-# mpio_dm_paths MAP: "<active> <failed>" path counts from the kernel's own view (dmsetup)
-mpio_dm_paths() {
-	dmsetup status "$1" | awk '{
-		for (i = 1; i < NF; i++)
-			if ($i ~ /^[0-9]+:[0-9]+$/) { if ($(i + 1) == "A") a++; else if ($(i + 1) == "F") f++ }
-	} END { print a + 0, f + 0 }'
-}
-
-# mpio_mpathd_paths: "<active> <failed>" path counts as multipathd sees them
-mpio_mpathd_paths() {
-	multipathd show paths raw format "%t %T" | awk '
-		$1 == "active" && $2 == "ready" { a++ }
-		$1 == "failed" || $2 == "faulty" || $2 == "shaky" { f++ }
-		END { print a + 0, f + 0 }'
-}
-
 # mpio_map: name of the first multipath map, empty if there is none
 mpio_map() {
 	dmsetup ls --target multipath 2>/dev/null | awk 'NR == 1 && $1 != "No" { print $1 }'
+}
+
+# mpio_path_states MAP: one line per path of MAP, "DEV KERNEL MULTIPATHD" sorted by DEV
+# (major:minor). A state is A (up), F (down), ? (anything else: multipathd's checker still
+# pending, say) or - (that side does not list the path).
+mpio_path_states() {
+	{
+		dmsetup status "$1" 2>/dev/null | awk '{
+			for (i = 1; i < NF; i++)
+				if ($i ~ /^[0-9]+:[0-9]+$/)
+					print "k", $i, ($(i + 1) == "A" || $(i + 1) == "F") ? $(i + 1) : "?"
+		}'
+		multipathd show paths raw format "%m %D %t %T" 2>/dev/null | awk -v map="$1" '
+			$1 == map {
+				s = "?"
+				if ($3 == "active" && $4 == "ready") s = "A"
+				else if ($3 == "failed" && ($4 == "faulty" || $4 == "shaky")) s = "F"
+				print "d", $2, s
+			}'
+	} | awk '{ seen[$2] = 1; st[$1 " " $2] = $3 }
+		END {
+			for (p in seen)
+				print p, (("k " p) in st ? st["k " p] : "-"), (("d " p) in st ? st["d " p] : "-")
+		}' | sort
+}
+
+# mpio_agreement: reads mpio_path_states; prints "ACTIVE FAILED" when the kernel and
+# multipathd agree on every path, else "disagree"
+mpio_agreement() {
+	awk '$2 == $3 && $2 == "A" { a++; next } $2 == $3 && $2 == "F" { f++; next } { x++ }
+		END { if (x) print "disagree"; else print a + 0, f + 0 }'
+}
+
+# mpio_transitions FILE: each path's states over the samples in FILE (mpio_path_states
+# output, one sample after another), e.g. "8:0 kernel A>F>A>F multipathd A>F"
+mpio_transitions() {
+	awk '{
+		if (!($1 in k)) { order[n++] = $1; k[$1] = $2; d[$1] = $3; lk[$1] = $2; ld[$1] = $3; next }
+		if ($2 != lk[$1]) { k[$1] = k[$1] ">" $2; lk[$1] = $2 }
+		if ($3 != ld[$1]) { d[$1] = d[$1] ">" $3; ld[$1] = $3 }
+	} END {
+		for (i = 0; i < n; i++) printf "%s%s kernel %s multipathd %s", (i ? "; " : ""), order[i], k[order[i]], d[order[i]]
+		print ""
+	}' "$1"
+}
+
+# mpio_checker_interval: multipathd's path-checker interval in seconds (polling_interval)
+mpio_checker_interval() {
+	multipathd show config 2>/dev/null | awk '$1 == "polling_interval" { print $2; exit }'
+}
+
+# mpio_settle NAME MAP ACTIVE FAILED SECONDS: a path-state check that judges settled state.
+# It passes once the kernel (dmsetup status) and multipathd agree that ACTIVE paths are up
+# and FAILED paths down, and keep agreeing across one full path-checker interval; it then
+# reports that value. One sample proves nothing: right after a fault the two disagree for
+# a moment (multipathd may reinstate a path the kernel has just failed), which is normal.
+# If the state does not settle within SECONDS it fails with each path's transitions.
+# The settled states are kept in $MPIO_RUN/settled for mpio_check_path_io.
+mpio_settle() {
+	name=$1 map=$2 want="$3 $4"
+	[ -n "$MPIO_CHECKINT" ] || MPIO_CHECKINT=$(mpio_checker_interval)
+	hold=$((${MPIO_CHECKINT:-5} * 100 + 20))
+	samples=$MPIO_RUN/settle-$name
+	: > "$samples"
+	since=
+	end=$(($(mpio_uptime_cs) + $5 * 100))
+	while :; do
+		now=$(mpio_uptime_cs)
+		states=$(mpio_path_states "$map")
+		echo "$states" >> "$samples"
+		if [ "$(echo "$states" | mpio_agreement)" = "$want" ]; then
+			since=${since:-$now}
+			if [ $((now - since)) -ge "$hold" ]; then
+				echo "$states" > "$MPIO_RUN/settled"
+				mpio_check "$name" PASS "$3 active $4 failed"
+				return 0
+			fi
+		else
+			since=
+		fi
+		if [ "$now" -ge "$end" ]; then
+			last=$(echo "$states" | awk '$2 == "A" { ka++ } $2 == "F" { kf++ } $3 == "A" { da++ } $3 == "F" { df++ }
+				END { printf "kernel %d/%d multipathd %d/%d", ka, kf, da, df }')
+			mpio_check "$name" FAIL "not settled in ${5}s (want $3 active $4 failed; last active/failed: $last): $(mpio_transitions "$samples")"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# --- per-path I/O accounting --------------------------------------------------------------
+# Counted where dm-multipath dispatches: the block_rq_remap tracepoint fires for every
+# request dm sends to a path, whatever then happens to it. The SCSI device's own counters
+# (iorequest_cnt, ioerr_cnt) miss requests SCSI rejects before dispatch (an offline device),
+# and count the path checker's probes; they are recorded beside, for a human.
+
+# mpio_trace_start: count dm's dispatches from now on (called once, by /init)
+mpio_trace_start() {
+	mount -t tracefs tracefs "$MPIO_TRACE" 2>/dev/null
+	[ -w "$MPIO_TRACE/events/block/block_rq_remap/enable" ] || return 1
+	echo 4096 > "$MPIO_TRACE/buffer_size_kb"
+	echo 1 > "$MPIO_TRACE/events/block/block_rq_remap/enable"
+}
+
+# mpio_io_snapshot LABEL: "DEV remapped=N iorequest=N ioerr=N" per path of the map, kept in
+# $MPIO_RUN/io-LABEL and sent to the host as block io-LABEL
+mpio_io_snapshot() {
+	out=$MPIO_RUN/io-$1
+	overrun=$(cat "$MPIO_TRACE"/per_cpu/cpu*/stats 2>/dev/null | awk '$1 == "overrun:" { n += $2 } END { print n + 0 }')
+	awk '{ for (i = 1; i < NF; i++) if ($i == "block_rq_remap:") { split($(i + 1), d, ","); n[d[1] ":" d[2]]++ } }
+		END { for (p in n) print p, n[p] }' "$MPIO_TRACE/trace" 2>/dev/null > "$out.remap"
+	: > "$out"
+	for dev in $(mpio_path_states "$(mpio_map)" | awk '{ print $1 }'); do
+		remapped=$(awk -v p="$dev" '$1 == p { print $2 }' "$out.remap")
+		req=$(cat "/sys/dev/block/$dev/device/iorequest_cnt" 2>/dev/null || echo 0)
+		err=$(cat "/sys/dev/block/$dev/device/ioerr_cnt" 2>/dev/null || echo 0)
+		echo "$dev remapped=${remapped:-0} iorequest=$((req)) ioerr=$((err)) overrun=$overrun" >> "$out"
+	done
+	mpio_send "io-$1" < "$out"
+}
+
+# mpio_check_path_io NAME FROM TO: judges the requests dm dispatched to each path between
+# snapshots FROM and TO, taken after a settled check. A path that check found down may get
+# at most IO_MARGIN of them (the path checker's probes are not dispatched through the map,
+# so a good kernel sends it none); the paths found up must carry at least IO_MIN.
+mpio_check_path_io() {
+	name=$1 from=$MPIO_RUN/io-$2 to=$MPIO_RUN/io-$3
+	observed=$(awk -v margin="${IO_MARGIN:-2}" -v min="${IO_MIN:-8}" '
+		FILENAME == ARGV[1] { state[$1] = $2; next }
+		FILENAME == ARGV[2] { split($2, r, "="); before[$1] = r[2]; next }
+		{
+			split($2, r, "="); delta = r[2] - before[$1]
+			if ($5 != "overrun=0") bad = bad " trace_buffer_" $5
+			if (state[$1] == "F") {
+				down = down " down " $1 " +" delta
+				if (delta > margin) { bad = bad " down_path_" $1 "_got_" delta "_(max_" margin ")" }
+			} else {
+				up = up " up " $1 " +" delta; carried += delta
+			}
+		}
+		END {
+			if (carried < min) bad = bad " up_paths_carried_" carried "_(min_" min ")"
+			print (bad ? "FAIL" : "PASS") down up (bad ? ":" bad : "")
+		}' "$MPIO_RUN/settled" "$from" "$to")
+	mpio_check "$name" "${observed%% *}" "${observed#* }"
+}
+
+# mpio_kmsg_mark: a line in the kernel log where the scenario starts; kernel messages after
+# it are judged by the host (blktests marks /dev/kmsg the same way)
+mpio_kmsg_mark() { echo "rapido-mpio: scenario $MPIO_SCENARIO starts" > /dev/kmsg; }
+
+# mpio_kmsg_send: the kernel log from the mark on, raw (<facility*8+level>[time] text), so
+# the host can tell the kernel's own messages (facility 0) from userspace writes
+mpio_kmsg_send() {
+	dmesg -r | awk '/rapido-mpio: scenario .* starts/ { on = 1 } on' | mpio_send kmsg
 }
