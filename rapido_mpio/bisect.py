@@ -36,11 +36,22 @@ class Step:
 
 
 @dataclasses.dataclass(frozen=True)
+class Confirmation:
+    """The first bad commit and its parent, rebuilt and run again: does the answer hold?"""
+
+    parent: str
+    parent_runs: str  # distribution, e.g. "failover: 3/3 PASS"
+    first_bad_runs: str
+    confirmed: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Result:
     first_bad: str | None  # None: skipped commits left it open
     subject: str
     steps: tuple[Step, ...]
     git_says: str
+    confirmation: Confirmation | None = None
 
 
 class Git:
@@ -53,7 +64,7 @@ class Git:
 
 
 def bisect(cfg: Config, good: str, bad: str, extra: tuple[str, ...] = (),
-           out: TextIO = sys.stdout) -> Result:
+           out: TextIO = sys.stdout, repeat: int = 1, confirm: int = 3) -> Result:
     tree = kbuild.tree_of(cfg)
     git = Git(tree.src)
     _refuse_unusable(git, tree.src, good, bad)
@@ -63,7 +74,7 @@ def bisect(cfg: Config, good: str, bad: str, extra: tuple[str, ...] = (),
     said = git("bisect", "start", bad, good)
     try:
         while True:
-            step = _step(cfg, git, len(steps) + 1, logs, extra)
+            step = _step(cfg, git, len(steps) + 1, logs, extra, repeat)
             steps.append(step)
             print(f"bisect step {step.number}: {step.commit[:12]} {step.mark:4} "
                   f"({step.why}) build {step.build_seconds:.1f}s cut {step.cut_seconds:.2f}s "
@@ -71,8 +82,14 @@ def bisect(cfg: Config, good: str, bad: str, extra: tuple[str, ...] = (),
             said = git("bisect", step.mark)
             found = FIRST_BAD.search(said)
             if found:
-                subject = git("log", "-1", "--format=%s", found.group(1))
-                return Result(found.group(1), subject, tuple(steps), said)
+                first_bad = found.group(1)
+                subject = git("log", "-1", "--format=%s", first_bad)
+                confirmation = None
+                if confirm:
+                    print(f"confirming: {confirm} runs each of {first_bad[:12]} and its "
+                          "parent", file=out, flush=True)
+                    confirmation = _confirm(cfg, git, first_bad, logs, extra, confirm)
+                return Result(first_bad, subject, tuple(steps), said, confirmation)
             if "only 'skip'ped commits left" in said:
                 return Result(None, "", tuple(steps), said)
     finally:
@@ -101,7 +118,8 @@ def _refuse_unusable(git: Git, src: Path, good: str, bad: str) -> None:
             raise SetupError(f"{rev} is not a commit in {src}.") from None
 
 
-def _step(cfg: Config, git: Git, number: int, logs: Path, extra: tuple[str, ...]) -> Step:
+def _step(cfg: Config, git: Git, number: int, logs: Path, extra: tuple[str, ...],
+          repeat: int) -> Step:
     commit = git("rev-parse", "HEAD")
     subject = git("log", "-1", "--format=%s")
     build_log = logs / f"{number:02d}-{commit[:12]}.build.log"
@@ -109,32 +127,83 @@ def _step(cfg: Config, git: Git, number: int, logs: Path, extra: tuple[str, ...]
     if not built.ok:
         return Step(number, commit, subject, "skip", "build failed", built.seconds, 0, 0,
                     build_log)
-    quiet = io.StringIO()  # the step line says it all; the run's files keep the detail
     began = time.monotonic()
     try:
-        runner.cut(cfg, log=quiet)
+        _cut(cfg)
     except MpioError as e:
         if e.exit_code == ExitCode.UNTESTABLE:
             return Step(number, commit, subject, "skip", f"untestable: {e.message}",
                         built.seconds, time.monotonic() - began, 0, build_log)
         raise
     cut_seconds = time.monotonic() - began
-    outcome = runner.boot(cfg, out=quiet, log=quiet)
-    code = outcome.verdict.exit_code
-    if code == ExitCode.SETUP:
-        raise SetupError(f"Step {number} ({commit[:12]}) broke the setup: "
-                         f"{outcome.verdict.reason}", hint=f"See {outcome.run_dir}.")
-    mark = {ExitCode.PASS: "good", ExitCode.FAIL: "bad"}.get(code, "skip")
-    why = outcome.verdict.result
-    if outcome.verdict.failed:
-        why += ": " + ", ".join(c.name for c in outcome.verdict.failed)
+    runs = _runs(cfg, repeat, f"step {number} ({commit[:12]})")
+    mark = {ExitCode.PASS: "good", ExitCode.FAIL: "bad"}.get(runs.exit_code, "skip")
+    if repeat > 1:
+        why = runs.distribution().partition(": ")[2]
+    else:
+        verdict = runs.outcomes[0].verdict
+        why = verdict.result
+        if verdict.failed:
+            why += ": " + ", ".join(c.name for c in verdict.failed)
     return Step(number, commit, subject, mark, why, built.seconds, cut_seconds,
-                outcome.seconds, outcome.run_dir)
+                sum(o.seconds for o in runs.outcomes), runs.outcomes[-1].run_dir)
+
+
+def _cut(cfg: Config) -> None:
+    runner.cut(cfg, log=io.StringIO())  # the step line says it all; the files keep the rest
+
+
+def _runs(cfg: Config, times: int, what: str) -> runner.Repeated:
+    quiet = io.StringIO()
+    runs = runner.repeat(cfg, times, out=quiet, log=quiet)
+    broken = [o for o in runs.outcomes if o.verdict.exit_code == ExitCode.SETUP]
+    if broken:
+        raise SetupError(f"{what.capitalize()} broke the setup: {broken[0].verdict.reason}",
+                         hint=f"See {broken[0].run_dir}.")
+    return runs
+
+
+def _confirm(cfg: Config, git: Git, first_bad: str, logs: Path, extra: tuple[str, ...],
+             times: int) -> Confirmation:
+    """Build and run the parent, then the first bad commit, `times` times each. The answer
+    holds when every parent run PASSes and the first bad commit FAILs (any run FAILing, as
+    in each step); a bisect led astray by one flipped verdict shows up here."""
+    parent = git("rev-parse", f"{first_bad}^")
+    distributions: dict[str, runner.Repeated] = {}
+    for commit in (parent, first_bad):
+        git("checkout", "-q", commit)
+        log = logs / f"confirm-{commit[:12]}.build.log"
+        built = kbuild.build(cfg, log, extra)
+        if not built.ok:
+            raise SetupError(f"{commit[:12]} built during the bisect but not for its "
+                             "confirmation.", hint=f"See {log}.")
+        _cut(cfg)
+        distributions[commit] = _runs(cfg, times, f"confirming {commit[:12]}")
+    before, after = distributions[parent], distributions[first_bad]
+    confirmed = (all(o.verdict.exit_code == ExitCode.PASS for o in before.outcomes)
+                 and after.exit_code == ExitCode.FAIL)
+    return Confirmation(parent, before.distribution(), after.distribution(), confirmed)
+
+
+def exit_code(result: Result) -> int:
+    """0 a first bad commit (confirmed, when asked), 2 only skipped commits left, 3 a first
+    bad commit the confirmation runs do not bear out."""
+    if result.first_bad is None:
+        return 2
+    if result.confirmation is not None and not result.confirmation.confirmed:
+        return 3
+    return 0
 
 
 def print_result(result: Result, out: TextIO) -> None:
     if result.first_bad:
         print(f"first bad commit: {result.first_bad[:12]} {result.subject}", file=out)
+        c = result.confirmation
+        if c is not None:
+            word = "confirmed" if c.confirmed else "NOT confirmed"
+            print(f"{word}: parent {c.parent[:12]} {c.parent_runs.partition(': ')[2]}, "
+                  f"first bad {result.first_bad[:12]} {c.first_bad_runs.partition(': ')[2]}",
+                  file=out)
     else:
         print("bisect ended on skipped commits; git says:", file=out)
         print("  " + "\n  ".join(result.git_says.splitlines()[:10]), file=out)

@@ -9,7 +9,7 @@ import argparse
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
@@ -47,11 +47,21 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--minimal", action="store_true",
                            help="start from `make tinyconfig` (fast to build, boots fast) "
                            "instead of the existing .config")
+        if name in ("boot", "run", "bisect"):
+            p.add_argument("--repeat", type=_count(1), default=1, metavar="N",
+                           help="boot the scenario N times on the same image and print the "
+                           "distribution; any FAIL makes the result FAIL (an intermittent "
+                           "regression is still a regression)")
         if name == "bisect":
             p.add_argument("--good", required=True, metavar="REV", help="a commit that PASSes")
             p.add_argument("--bad", required=True, metavar="REV", help="a commit that FAILs")
+            p.add_argument("--confirm", type=_count(0), default=3, metavar="M",
+                           help="after git names the first bad commit, run it and its parent "
+                           "M times each (default 3; 0: do not confirm)")
             p.epilog = ("Arguments after `--` go to make, e.g. -- CC=clang. Exit codes: 0 first "
-                        "bad commit found, 2 only skipped commits left, 255 broken setup.")
+                        "bad commit found (and confirmed), 2 only skipped commits left, 3 a "
+                        "first bad commit that the confirmation runs do not bear out, 255 "
+                        "broken setup.")
         if name != "defaults":
             config.add_arguments(p)
     return parser
@@ -81,15 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bisect":
             from rapido_mpio import bisect
 
-            result = bisect.bisect(cfg, args.good, args.bad, extra)
+            result = bisect.bisect(cfg, args.good, args.bad, extra, repeat=args.repeat,
+                                   confirm=args.confirm)
             bisect.print_result(result, sys.stdout)
-            return 0 if result.first_bad else 2
+            return bisect.exit_code(result)
         if args.command == "cut":
             runner.cut(cfg)
             return 0
         if args.command == "run":
             runner.cut(cfg)
-        return int(runner.boot(cfg).verdict.exit_code)
+        return int(runner.repeat(cfg, args.repeat).exit_code)
     except MpioError as e:
         print(f"rapido-mpio: {e}", file=sys.stderr)
         return int(e.exit_code)
@@ -100,6 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print("rapido-mpio: internal error (above); please report it.", file=sys.stderr)
         return int(ExitCode.SETUP)
+
+
+def _count(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise argparse.ArgumentTypeError(f"want a whole number of at least {least}, "
+                                             f"not {text!r}")
+        return int(text)
+    return parse
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

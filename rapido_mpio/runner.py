@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import io
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from rapido_mpio.config import Config
-from rapido_mpio.errors import MpioError, SetupError
+from rapido_mpio.errors import ExitCode, MpioError, SetupError
 
 if TYPE_CHECKING:  # cut must not pay for importing the boot side
     from rapido_mpio.image import Image
@@ -23,15 +26,51 @@ class Outcome:
     seconds: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Repeated:
+    """The same scenario booted several times on the same image."""
+
+    scenario: str
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """Any FAIL is a FAIL: an intermittent regression is still a regression. 125 or 255
+        only when every run says so; a mix of PASS and untestable runs counts as PASS."""
+        codes = [o.verdict.exit_code for o in self.outcomes]
+        if ExitCode.FAIL in codes:
+            return ExitCode.FAIL
+        if len(set(codes)) == 1:
+            return codes[0]
+        return ExitCode.PASS if ExitCode.PASS in codes else ExitCode.SETUP
+
+    def distribution(self) -> str:
+        """'failover: 20/20 PASS', or 'failover: 17 PASS, 3 FAIL: kernel_paths x3'."""
+        n = len(self.outcomes)
+        results = collections.Counter(o.verdict.result for o in self.outcomes)
+        if len(results) == 1:
+            (result,) = results
+            text = f"{self.scenario}: {n}/{n} {result}"
+        else:
+            text = f"{self.scenario}: " + ", ".join(
+                f"{count} {result}" for result, count in results.most_common())
+        why = collections.Counter(c.name for o in self.outcomes for c in o.verdict.failed)
+        if why:
+            text += ": " + ", ".join(f"{name} x{count}" for name, count in why.most_common())
+        return text
+
+
 def cut(cfg: Config, log: TextIO = sys.stderr) -> Image:
     from rapido_mpio import image, kernel, scenario
 
     began = time.monotonic()
     sc = scenario.load(cfg.cut_dir, cfg.scenario)
+    sc.check_settings(cfg.disk_size)
     manifest = image.load_manifest(cfg.cut_dir, sc.image)
     k = kernel.from_config(cfg)
     kernel.check_config(k)
-    img = image.cut(manifest, k, sc, cfg.cache_dir, cfg.output_dir / "image", cfg.compression)
+    out = _writable(cfg.output_dir / "image", cfg.output_dir)
+    img = image.cut(manifest, k, sc, cfg.cache_dir, out, cfg.compression)
     size = img.initrd.stat().st_size
     print(f"rapido-mpio: cut {sc.name} for {k.label} ({k.release}): {img.initrd} "
           f"{size / 1e6:.1f} MB in {time.monotonic() - began:.2f}s", file=log)
@@ -47,19 +86,53 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
         raise SetupError(f"The image in {cfg.output_dir / 'image'} was cut for scenario "
                          f"{img.scenario.name}, not {cfg.scenario}.",
                          hint=f"Cut it again with --scenario {cfg.scenario}, or use run.")
+    img.scenario.check_settings(cfg.disk_size)
     run_dir = _new_run_dir(cfg.output_dir, img.scenario.name)
     record = vm.boot(img, cfg, run_dir)
-    result = verdict.decide(record, img.scenario.name)
+    result = verdict.decide(record, img.scenario.name, img.scenario.kernel_log_allow)
     report.save(record, result, img, cfg.output_dir)
     print(f"rapido-mpio: {img.kernel_label} {img.kernel_release}, {record.accel}", file=log)
     report.print_summary(result, record, out)
     return Outcome(result, run_dir, time.monotonic() - began)
 
 
+def repeat(cfg: Config, times: int, out: TextIO = sys.stdout, log: TextIO = sys.stderr,
+           on_outcome: Callable[[int, Outcome], None] | None = None) -> Repeated:
+    """Boot the cut image `times` times; one summary per run, then the distribution."""
+    outcomes = []
+    for i in range(times):
+        # one run prints its summary; a repeat prints a line per run (the files keep the rest)
+        outcome = boot(cfg, out=out if times == 1 else io.StringIO(),
+                       log=log if i == 0 else io.StringIO())
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(i, outcome)
+        elif times > 1:
+            v = outcome.verdict
+            why = ": " + ", ".join(f"{c.name} {c.observed}" for c in v.failed) if v.failed \
+                else ""
+            print(f"run {i + 1}/{times}: {v.result}{why} ({outcome.seconds:.1f}s, "
+                  f"{outcome.run_dir})", file=out, flush=True)
+    scenario = outcomes[0].verdict.scenario if outcomes else cfg.scenario
+    result = Repeated(scenario, tuple(outcomes))
+    if times > 1:
+        print(result.distribution(), file=out)
+    return result
+
+
+def _writable(path: Path, output_dir: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SetupError(f"Cannot write to the output directory {output_dir}: "
+                         f"{e.strerror.lower() if e.strerror else e}.",
+                         hint="Choose another with --output-dir.") from None
+    return path
+
+
 def _new_run_dir(output_dir: Path, scenario: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    runs = output_dir / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    runs = _writable(output_dir / "runs", output_dir)
     for n in range(1000):
         candidate = runs / (f"{stamp}-{scenario}" + (f"-{n}" if n else ""))
         try:
