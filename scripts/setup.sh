@@ -9,7 +9,7 @@ dmsetup xfsprogs udev sg3-utils sg3-utils-udev kmod cpio zstd git"
 for arg in "$@"; do
 	case $arg in
 	# what the test suite needs besides: Debian's kernel source and what builds it
-	--test) PACKAGES="$PACKAGES linux-source-6.1 xz-utils build-essential bc flex bison libelf-dev libssl-dev" ;;
+	--test) PACKAGES="$PACKAGES shellcheck linux-source-6.1 xz-utils build-essential bc flex bison libelf-dev libssl-dev" ;;
 	# the benchmark's reference point
 	--bench) PACKAGES="$PACKAGES dracut-core" ;;
 	*) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
@@ -21,12 +21,14 @@ SUDO=
 missing=$(for p in $PACKAGES; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
 	grep -q 'install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
+	# shellcheck disable=SC2086 # one word per package
 	echo "setup: installing Debian packages:" $missing
 	$SUDO apt-get update -q
+	# shellcheck disable=SC2086
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 
-if [ ! -x .venv/bin/rapido-mpio ] || [ pyproject.toml -nt .venv/.installed ]; then
+if [ ! -x .venv/bin/rapido-mpio ] || [ ! -f .venv/.installed ] || [ -n "$(find pyproject.toml -newer .venv/.installed)" ]; then
 	echo "setup: creating the Python environment in .venv"
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip

@@ -47,3 +47,19 @@ def qemu_processes_for(path: Path) -> list[str]:
 def last_result(output_dir: Path) -> dict[str, Any]:
     result: dict[str, Any] = json.loads((output_dir / "last" / "result.json").read_text())
     return result
+
+
+TEST_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def cut_dir_with_test_scenarios(root: Path) -> Path:
+    """A cut/ whose scenarios are the shipped ones plus the test-only ones in tests/scenarios
+    (links, so the cached base layer is the same as for the real cut/)."""
+    cut = root / "cut"
+    (cut / "scenarios").mkdir(parents=True)
+    for item in (REPO_ROOT / "cut").iterdir():
+        if item.name != "scenarios":
+            (cut / item.name).symlink_to(item)
+    for f in [*(REPO_ROOT / "cut" / "scenarios").iterdir(), *TEST_SCENARIOS.iterdir()]:
+        (cut / "scenarios" / f.name).symlink_to(f)
+    return cut

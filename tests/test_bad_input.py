@@ -141,3 +141,36 @@ def test_bad_usage_is_255_not_argparse_2(tmp_path: Path) -> None:
     """Under git bisect run, exit 2 would mark the commit bad."""
     p = run_cli("run", "--accel", "hvf", cwd=tmp_path)
     assert p.returncode == 255 and "invalid choice" in p.stderr
+
+
+def test_lun_too_small_for_xfs_is_refused_before_boot(tmp_path: Path) -> None:
+    """Not a FAIL on `mounted`: under git bisect run that would mark every commit bad."""
+    p = run_cli("run", "--disk-size", "16", "--output-dir", str(tmp_path / "out"),
+                cwd=tmp_path)
+    assert_one_sentence(p, 255, "16 MiB LUN is too small", "disk_size to 300")
+    assert not (tmp_path / "out").exists()
+
+
+def test_scenario_expecting_more_paths_than_it_declares(tmp_path: Path) -> None:
+    cut = tmp_path / "cut"
+    (cut / "scenarios").mkdir(parents=True)
+    (cut / "scenarios" / "x.yaml").write_text("script: x.sh\nserials: [A]\nenv:\n  PATHS: 2\n")
+    (cut / "scenarios" / "x.sh").write_text("true\n")
+    p = run_cli("cut", "--cut-dir", str(cut), "--scenario", "x", cwd=tmp_path)
+    assert_one_sentence(p, 255, "expects 2 paths but declares 1")
+
+
+def test_output_dir_that_cannot_be_written(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory\n")
+    p = run_cli("cut", "--output-dir", str(blocker / "out"), cwd=tmp_path)
+    assert_one_sentence(p, 255, "Cannot write to the output directory", "--output-dir")
+
+
+@pytest.mark.parametrize("flag", ["--repeat", "--confirm"])
+def test_bad_counts_are_usage_errors(tmp_path: Path, flag: str) -> None:
+    command = "bisect" if flag == "--confirm" else "run"
+    extra = ["--good", "a", "--bad", "b"] if command == "bisect" else []
+    p = run_cli(command, *extra, flag, "-1", cwd=tmp_path)
+    assert p.returncode == 255 and "want a whole number" in p.stderr
+    assert "Traceback" not in p.stderr

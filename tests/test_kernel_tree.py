@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import last_result, qemu_processes_for, run_cli
+from .conftest import (
+    TEST_SCENARIOS,
+    cut_dir_with_test_scenarios,
+    last_result,
+    qemu_processes_for,
+    run_cli,
+)
 from .kernel_tree import BASE, KernelTree, ensure
 
 pytestmark = pytest.mark.integration
@@ -47,14 +53,70 @@ def test_minimal_kernel_catches_a_dm_mpath_regression(tree: KernelTree, tmp_path
         p = run_cli("run", "--output-dir", str(tmp_path), env=tree.env)
         assert p.returncode == 1, p.stdout + p.stderr
         failed = {c["name"] for c in last_result(tmp_path)["checks"] if c["status"] == "FAIL"}
-        assert "io_after_pull" in failed
-        assert "FAILED io_after_pull" in p.stdout
+        assert "io_after_fault" in failed
+        assert "FAILED io_after_fault" in p.stdout
     finally:
         tree.git("checkout", "-q", "--", DM_MPATH)
     tree.make()
     p = run_cli("run", "--output-dir", str(tmp_path), env=tree.env)
     assert p.returncode == 0, p.stdout + p.stderr
     assert qemu_processes_for(tmp_path) == []
+
+
+PATCHES = Path(__file__).resolve().parent / "patches"
+
+
+@pytest.fixture
+def keeps_selecting_failed_path(tree: KernelTree) -> Iterator[None]:
+    """The tree built with a dm-mpath that keeps sending I/O to a failed path."""
+    tree.git("apply", str(PATCHES / "dm-mpath-keep-selecting-failed-path.patch"))
+    try:
+        tree.make()
+        yield
+    finally:
+        tree.git("checkout", "-q", "--", DM_MPATH)
+        tree.make()
+
+
+@pytest.mark.parametrize("scenario", ["failover", "failover-offline"])
+def test_per_path_accounting_catches_io_sent_to_a_failed_path(
+        tree: KernelTree, keeps_selecting_failed_path: None, tmp_path: Path,
+        scenario: str) -> None:
+    """Every other check PASSes such a kernel (the data does arrive); path_io alone FAILs
+    it, under the host's drive_del and the guest's offline alike."""
+    p = run_cli("run", "--output-dir", str(tmp_path), "--scenario", scenario, env=tree.env)
+    assert p.returncode == 1, p.stdout + p.stderr
+    checks = {c["name"]: c for c in last_result(tmp_path)["checks"]}
+    assert [name for name, c in checks.items() if c["status"] != "PASS"] == ["path_io"]
+    assert re.search(r"down_path_8:\d+_got_\d+_\(max_2\)", checks["path_io"]["observed"])
+
+
+def test_failover_is_stable_on_the_minimal_kernel(tree: KernelTree, tmp_path: Path) -> None:
+    """A good kernel PASSes every time, not once: ten runs back to back on one image."""
+    p = run_cli("run", "--output-dir", str(tmp_path), "--repeat", "10", env=tree.env,
+                timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "failover: 10/10 PASS" in p.stdout
+    assert len(re.findall(r"^run \d+/10: PASS", p.stdout, re.M)) == 10
+    assert qemu_processes_for(tmp_path) == []
+
+
+def test_repeat_shows_the_distribution_of_a_flipping_verdict(tree: KernelTree,
+                                                              tmp_path: Path) -> None:
+    """A verdict that depends on a random draw: any FAIL makes the repeat FAIL."""
+    cut = cut_dir_with_test_scenarios(tmp_path)
+    p = run_cli("run", "--output-dir", str(tmp_path / "out"), "--cut-dir", str(cut),
+                "--scenario", "coin", "--repeat", "8", env=tree.env)
+    summary = p.stdout.splitlines()[-1]
+    passes = len(re.findall(r"^run \d+/8: PASS", p.stdout, re.M))
+    if passes == 8:
+        assert p.returncode == 0 and summary == "coin: 8/8 PASS"
+    elif passes == 0:
+        assert p.returncode == 1 and summary == "coin: 8/8 FAIL: coin x8"
+    else:
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert re.fullmatch(rf"coin: ({passes} PASS, {8 - passes} FAIL|{8 - passes} FAIL, "
+                            rf"{passes} PASS): coin x{8 - passes}", summary), summary
 
 
 def _commit(tree: KernelTree, message: str) -> str:
@@ -103,6 +165,8 @@ def test_bisect_finds_the_regression_and_skips_what_does_not_build(
     regression = history["regression"][:12]
     assert f"first bad commit: {regression} dm mpath: simplify the end_io path check" \
         in p.stdout
+    assert f"confirmed: parent {history['fix_build'][:12]} 3/3 PASS, first bad {regression} " \
+        "3/3 FAIL" in p.stdout
     steps = re.findall(r"^bisect step \d+: ([0-9a-f]{12}) (\w+)", p.stdout, re.M)
     assert (history["unbuildable"][:12], "skip") in steps
     assert (regression, "bad") in steps
@@ -111,6 +175,43 @@ def test_bisect_finds_the_regression_and_skips_what_does_not_build(
     assert not (tree.src / ".git" / "BISECT_LOG").exists()
     assert tree.git("status", "--porcelain", "--untracked-files=no") == ""
     assert qemu_processes_for(tmp_path) == []
+
+
+@pytest.fixture
+def harmless_history(tree: KernelTree) -> Iterator[str]:
+    """Four commits on BASE that change nothing a test can see (no unbuildable one, so a
+    bisect over them always names a commit)."""
+    branch = "mpio-harmless-test"
+    tree.git("checkout", "-qB", branch, BASE)
+    for n in range(4):
+        _edit(tree, "drivers/md/dm-rq.c", '#include "dm-core.h"\n',
+              f'#include "dm-core.h"\n/* note {n} */\n')
+        _commit(tree, f"dm rq: note {n}")
+    head = tree.git("rev-parse", "HEAD")
+    tree.git("checkout", "-q", BASE)
+    yield head
+    tree.git("checkout", "-qf", BASE)
+    tree.git("branch", "-D", branch)
+
+
+def test_bisect_led_astray_by_a_flip_says_not_confirmed(
+        tree: KernelTree, harmless_history: str, tmp_path: Path) -> None:
+    """Every commit flips a coin that FAILs 4 times in 5: git names some commit, and the
+    confirmation runs (parent 4/4 PASS needed, 1 in 625) must refuse to bear it out."""
+    cut = cut_dir_with_test_scenarios(tmp_path)
+    (cut / "scenarios" / "coin.yaml").unlink()
+    (cut / "scenarios" / "coin.yaml").write_text(
+        (TEST_SCENARIOS / "coin.yaml").read_text().replace("PASS_PERCENT: 50",
+                                                           "PASS_PERCENT: 20"))
+    p = run_cli("bisect", "--good", BASE, "--bad", harmless_history, "--output-dir",
+                str(tmp_path / "out"), "--cut-dir", str(cut), "--scenario", "coin",
+                "--confirm", "4", env=tree.env, timeout=3000)
+    print(p.stdout)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "first bad commit: " in p.stdout
+    assert re.search(r"^NOT confirmed: parent [0-9a-f]{12} .*, first bad [0-9a-f]{12} ",
+                     p.stdout, re.M)
+    assert tree.git("rev-parse", "--abbrev-ref", "HEAD") == BASE
 
 
 def test_bisect_refuses_a_dirty_tree(tree: KernelTree, tmp_path: Path) -> None:
