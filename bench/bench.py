@@ -3,7 +3,9 @@
 
 A benchmark, not a test: it asserts nothing, prints a table and writes JSON. Medians over
 --runs runs. Kernels: Debian's default kernel and a minimal one (--kernel-build, default:
-the test suite's cached minimal build). The reference is dracut building similar content.
+the test suite's cached minimal build). The references are dracut building similar content
+and the floor: the minimal kernel with a busybox-only init that reboots at once, timed in
+the same run, so that figures compare as ratios on a machine whose speed drifts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rapido_mpio import image, kernel  # noqa: E402
+from rapido_mpio import cpio, image, kernel, qemu  # noqa: E402
 from rapido_mpio.config import load  # noqa: E402
 
 MPIO = [sys.executable, "-m", "rapido_mpio"]
@@ -104,6 +106,29 @@ def bench_dracut(kargs: list[str], runs: int, work: Path,
     return statistics.median(times)
 
 
+def bench_floor(tree: Path, runs: int, work: Path) -> float:
+    """QEMU start to exit for the minimal kernel and an init that only reboots: what any
+    boot of this machine costs, below which no scenario can go."""
+    busybox = "/bin/busybox"
+    initrd = work / "floor.cpio"
+    with open(initrd, "wb") as out:
+        cpio.write(out, [
+            cpio.Entry.host_file("bin/busybox", busybox, 0o755, os.stat(busybox).st_size),
+            cpio.Entry.symlink("bin/sh", "busybox"),
+            cpio.Entry.file("init", b"#!/bin/sh\n/bin/busybox reboot -f\n", 0o755),
+        ])
+    accel = qemu.detect_accel("auto")
+    argv = [qemu.find_binary("qemu-system-x86_64"), "-machine", "pc", "-accel", accel.name,
+            *(["-cpu", accel.cpu] if accel.cpu else []), "-m", "1024", "-smp", "2",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            *(["-bios", str(qemu.QBOOT)] if qemu.QBOOT.exists() else []),
+            "-kernel", str(tree / "arch/x86/boot/bzImage"), "-initrd", str(initrd),
+            "-append", f"{qemu.BASE_CMDLINE} {accel.cmdline}",
+            "-chardev", f"file,id=console,path={work / 'floor-console.log'}",
+            "-serial", "chardev:console"]
+    return statistics.median(timed(argv) for _ in range(runs))
+
+
 def minimal_tree(explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -124,7 +149,10 @@ def main() -> int:
     if tree is not None:
         kernels.append(("minimal", ["--kernel-build", str(tree)]))
     rows = []
+    floor = None
     with tempfile.TemporaryDirectory(prefix="rapido-mpio-bench-") as tmp:
+        if tree is not None:
+            floor = bench_floor(tree, args.runs, Path(tmp))
         for name, kargs in kernels:
             row = bench_kernel(name, kargs, args.runs, Path(tmp))
             dracut = bench_dracut(kargs, args.runs, Path(tmp))
@@ -132,13 +160,18 @@ def main() -> int:
             row["dracut_compressed_s"] = bench_dracut(kargs, args.runs, Path(tmp), True)
             row["dracut_over_warm_cut"] = dracut / row["cut_warm_s"] if dracut else None
             row["dracut_over_cold_cut"] = dracut / row["cut_cold_s"] if dracut else None
+            if floor is not None:
+                row["floor_s"] = floor
+                row["verdict_floors"] = row["verdict_s"] / floor
+                row["run_whole_floors"] = row["run_whole_s"] / floor
             rows.append(row)
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
               "runs": args.runs, "rows": rows}
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    cols = ["kernel", "cut_cold_s", "cut_warm_s", "image_mb", "kernel_start_s",
-            "init_start_s", "scenario_start_s", "verdict_s", "qemu_exit_s", "run_whole_s",
+    cols = ["kernel", "floor_s", "cut_cold_s", "cut_warm_s", "image_mb", "kernel_start_s",
+            "init_start_s", "scenario_start_s", "verdict_s", "verdict_floors", "qemu_exit_s",
+            "run_whole_s", "run_whole_floors",
             "dracut_s", "dracut_compressed_s", "dracut_over_warm_cut", "dracut_over_cold_cut"]
     print(" | ".join(cols))
     for row in rows:

@@ -4,31 +4,31 @@
 # FAULT=host: the host pulls path0 (drive_del: the disk stays, every command to it fails).
 # FAULT=offline: the guest sets the map's first path offline (SCSI rejects its I/O).
 
-# 1. the map, every path up in the kernel and in multipathd, settled
-mpio_step map $((MAP_WAIT + 10))
-have_map() { [ -n "$(mpio_map)" ]; }
-mpio_wait_for "$MAP_WAIT" have_map
+# 1. the map, every path up in the kernel and in multipathd, settled; the settling runs
+# beside step 2, which has to wait for the map anyway
+mpio_step map_and_filesystem $((MAP_WAIT + 60))
+have_map() { map=$(mpio_map); [ -n "$map" ] && [ -b "/dev/mapper/$map" ]; }
+if ! mpio_wait_for "$MAP_WAIT" have_map; then
+	mpio_check map_paths FAIL "no map device"
+	mpio_block multipath-before multipath -ll
+	return 0
+fi
 map=$(mpio_map)
-if [ -z "$map" ]; then
-	mpio_check map_paths FAIL no_map
-	mpio_block multipath-before multipath -ll
-	return 0
-fi
-if ! mpio_settle map_paths "$map" "$PATHS" 0 "$MAP_WAIT"; then
-	mpio_block multipath-before multipath -ll
-	return 0
-fi
 dev=/dev/mapper/$map
-mpio_expect dev_node present "$([ -b "$dev" ] && echo present || echo missing)"
+mpio_settle map_paths "$map" "$PATHS" 0 "$MAP_WAIT" &
+settling=$!
 
 # 2. a filesystem with data of known checksum, on disk before the fault
-mpio_step filesystem 60
 mkfs.xfs -f -q "$dev" && mount -t xfs "$dev" /mnt
 mpio_expect mounted yes "$(grep -q ' /mnt xfs ' /proc/mounts && echo yes || echo no)"
 if mpio_passed mounted; then
 	dd if=/dev/urandom of=/mnt/data bs=1M count="$DATA_MIB" 2>/dev/null
 	sync
 	before=$(sha256sum /mnt/data | cut -d' ' -f1)
+fi
+if ! wait "$settling"; then
+	mpio_block multipath-before multipath -ll
+	return 0
 fi
 mpio_block multipath-before multipath -ll
 mpio_io_snapshot before

@@ -117,35 +117,50 @@ mpio_map() {
 	dmsetup ls --target multipath 2>/dev/null | awk 'NR == 1 && $1 != "No" { print $1 }'
 }
 
-# mpio_path_states MAP: one line per path of MAP, "DEV KERNEL MULTIPATHD" sorted by DEV
-# (major:minor). A state is A (up), F (down), ? (anything else: multipathd's checker still
-# pending, say) or - (that side does not list the path).
+# mpio_path_states MAP: one line per path of MAP, "DEV KERNEL MULTIPATHD", in the table's
+# order (DEV is major:minor). A state is A (up), F (down), ? (anything else: multipathd's
+# checker still pending, say) or - (that side does not list the path). One awk for both
+# views: under TCG every process costs ~20 ms, and a sample should be quick.
 mpio_path_states() {
-	{
-		dmsetup status "$1" 2>/dev/null | awk '{
+	{ dmsetup status "$1"; echo --; multipathd show paths raw format "%m %D %t %T"; } 2>/dev/null |
+		awk -v map="$1" '
+		$0 == "--" { daemon = 1; next }
+		!daemon {
 			for (i = 1; i < NF; i++)
-				if ($i ~ /^[0-9]+:[0-9]+$/)
-					print "k", $i, ($(i + 1) == "A" || $(i + 1) == "F") ? $(i + 1) : "?"
-		}'
-		multipathd show paths raw format "%m %D %t %T" 2>/dev/null | awk -v map="$1" '
-			$1 == map {
-				s = "?"
-				if ($3 == "active" && $4 == "ready") s = "A"
-				else if ($3 == "failed" && ($4 == "faulty" || $4 == "shaky")) s = "F"
-				print "d", $2, s
-			}'
-	} | awk '{ seen[$2] = 1; st[$1 " " $2] = $3 }
+				if ($i ~ /^[0-9]+:[0-9]+$/) {
+					order[n++] = $i
+					k[$i] = ($(i + 1) == "A" || $(i + 1) == "F") ? $(i + 1) : "?"
+				}
+			next
+		}
+		$1 == map {
+			s = "?"
+			if ($3 == "active" && $4 == "ready") s = "A"
+			else if ($3 == "failed" && ($4 == "faulty" || $4 == "shaky")) s = "F"
+			d[$2] = s
+			if (!($2 in k)) order[n++] = $2
+		}
 		END {
-			for (p in seen)
-				print p, (("k " p) in st ? st["k " p] : "-"), (("d " p) in st ? st["d " p] : "-")
-		}' | sort
+			for (i = 0; i < n; i++)
+				print order[i], (order[i] in k ? k[order[i]] : "-"), (order[i] in d ? d[order[i]] : "-")
+		}'
 }
 
-# mpio_agreement: reads mpio_path_states; prints "ACTIVE FAILED" when the kernel and
-# multipathd agree on every path, else "disagree"
+# mpio_agreement STATES: "ACTIVE FAILED" when the kernel and multipathd agree on every path
+# in STATES (mpio_path_states output), else "disagree"; shell builtins only, no process
 mpio_agreement() {
-	awk '$2 == $3 && $2 == "A" { a++; next } $2 == $3 && $2 == "F" { f++; next } { x++ }
-		END { if (x) print "disagree"; else print a + 0, f + 0 }'
+	active=0 failed=0
+	while read -r _ kernel daemon; do
+		if [ "$kernel" != "$daemon" ]; then echo disagree; return; fi
+		case $kernel in
+		A) active=$((active + 1)) ;;
+		F) failed=$((failed + 1)) ;;
+		*) echo disagree; return ;;
+		esac
+	done <<EOF
+$1
+EOF
+	echo "$active $failed"
 }
 
 # mpio_transitions FILE: each path's states over the samples in FILE (mpio_path_states
@@ -179,16 +194,19 @@ mpio_settle() {
 	hold=$((${MPIO_CHECKINT:-5} * 100 + 20))
 	samples=$MPIO_RUN/settle-$name
 	: > "$samples"
+	: > "$samples.timed"
 	since=
 	end=$(($(mpio_uptime_cs) + $5 * 100))
 	while :; do
 		now=$(mpio_uptime_cs)
 		states=$(mpio_path_states "$map")
 		echo "$states" >> "$samples"
-		if [ "$(echo "$states" | mpio_agreement)" = "$want" ]; then
+		printf 'at %s.%02ds\n%s\n' "$((now / 100))" "$((now % 100))" "$states" >> "$samples.timed"
+		if [ "$(mpio_agreement "$states")" = "$want" ]; then
 			since=${since:-$now}
 			if [ $((now - since)) -ge "$hold" ]; then
 				echo "$states" > "$MPIO_RUN/settled"
+				mpio_send "settle-$name" < "$samples.timed"
 				mpio_check "$name" PASS "$3 active $4 failed"
 				return 0
 			fi
@@ -198,6 +216,7 @@ mpio_settle() {
 		if [ "$now" -ge "$end" ]; then
 			last=$(echo "$states" | awk '$2 == "A" { ka++ } $2 == "F" { kf++ } $3 == "A" { da++ } $3 == "F" { df++ }
 				END { printf "kernel %d/%d multipathd %d/%d", ka, kf, da, df }')
+			mpio_send "settle-$name" < "$samples.timed"
 			mpio_check "$name" FAIL "not settled in ${5}s (want $3 active $4 failed; last active/failed: $last): $(mpio_transitions "$samples")"
 			return 1
 		fi
