@@ -159,8 +159,8 @@ def decide(record: RunRecord, scenario: str, allow: Iterable[str] = ()) -> Verdi
     kernel_log = Check("kernel_log", "FAIL" if splats else "PASS",
                        _squeeze(splats[0]) if splats else "clean")
     step = record.last_step()
-    if record.hang is not None:
-        hang = record.hang
+    hang = record.hang
+    if hang is not None and record.timed_out == "step":
         checks.append(Check("step_deadline", "FAIL",
                             f"{hang.step}_hung_{hang.seconds:.1f}s_(deadline_{hang.deadline:g}s)"))
         return verdict("FAIL", ExitCode.FAIL,
@@ -172,7 +172,8 @@ def decide(record: RunRecord, scenario: str, allow: Iterable[str] = ()) -> Verdi
         why = ("the scenario timed out" if record.timed_out == "scenario"
                else "the guest died (panic, oops or reboot)")
         where = f" in step {step.text.split()[0]}" if step is not None else ""
-        return verdict("FAIL", ExitCode.FAIL, f"No verdict from the guest: {why}{where}.",
+        dump = "; task dump in task-dump.txt" if hang is not None else ""
+        return verdict("FAIL", ExitCode.FAIL, f"No verdict from the guest: {why}{where}{dump}.",
                        checks + [Check("verdict", "FAIL", "none"), kernel_log], tail=True)
     try:
         _, guest_result, guest_count = parse_verdict_line(line.text)

@@ -34,10 +34,11 @@ DUMP_WAIT = 3.0  # for the guest's task dump to reach the console, after sysrq w
 
 @dataclasses.dataclass(frozen=True)
 class Hang:
-    """A scenario step that outlived its declared deadline."""
+    """A scenario that stopped making progress: a step past its deadline, or the scenario
+    past its timeout."""
 
-    step: str
-    deadline: float  # seconds the step declared
+    step: str  # "-": before the scenario's first step
+    deadline: float  # seconds the step declared (or the scenario timeout)
     seconds: float  # seconds it had run when the host gave up on it
     dump: tuple[str, ...]  # console lines from sysrq w on (empty: the kernel has no sysrq)
 
@@ -53,7 +54,7 @@ class RunRecord:
     blocks: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     host_actions: list[str] = dataclasses.field(default_factory=list)
     host_error: str | None = None
-    timed_out: str | None = None  # the stage that ran out of time: boot, scenario, shutdown
+    timed_out: str | None = None  # what ran out of time: boot, step, scenario, shutdown
     hang: Hang | None = None
     qemu_status: int | None = None  # None: killed by us
     qemu_output: str = ""  # QEMU's own stdout/stderr (not the guest's console)
@@ -143,10 +144,12 @@ def _follow(channel: Channel, monitor: Monitor, image: Image, cfg: Config, recor
         except ChannelClosed:
             return
         except ChannelTimeout:
-            if step is not None and step_deadline < deadline:
-                record.hang = _task_dump(monitor, record, step)
-            else:
-                record.timed_out = stage
+            record.timed_out = "step" if step is not None and step_deadline < deadline \
+                else stage
+            if stage == "scenario":  # the guest stopped making progress: where is it stuck?
+                record.hang = _task_dump(monitor, record, step or ("-", cfg.scenario_timeout,
+                                                                   deadline -
+                                                                   cfg.scenario_timeout))
             return
         record.messages.append(msg)
         if msg.kind == "SCENARIO":

@@ -142,6 +142,8 @@ def test_scenario_that_hangs_is_a_fail(out: Path) -> None:
     assert "scenario timed out" in p.stdout
     assert "Linux version" in p.stderr  # --console streamed the guest's console live
     assert last_result(out)["timed_out"] == "scenario"
+    # where it stood when the host gave up: the kernel's list of blocked tasks
+    assert "Show Blocked State" in (out / "last" / "task-dump.txt").read_text()
     assert qemu_processes_for(out) == []
 
 

@@ -127,7 +127,8 @@ def test_scenario_timeout_is_a_fail_naming_the_step(tmp_path: Path) -> None:
 
 def test_hung_step_is_a_fail_naming_the_step_and_its_seconds(tmp_path: Path) -> None:
     hang = Hang("io_after_fault", 40.0, 40.2, ("sysrq: Show Blocked State", "task:dd"))
-    v = decide(_started(tmp_path, [("STEP", "io_after_fault 40")], hang=hang), "failover")
+    v = decide(_started(tmp_path, [("STEP", "io_after_fault 40")], hang=hang,
+                        timed_out="step"), "failover")
     assert v.exit_code == ExitCode.FAIL
     assert "hung in step io_after_fault for 40.2s" in v.reason
     assert v.failed[0].observed == "io_after_fault_hung_40.2s_(deadline_40s)"
