@@ -16,11 +16,12 @@ setup:
 mpio-cut:
 	$(MPIO) cut $(ARGS)
 
+# REPEAT=N boots the scenario N times and prints the distribution
 mpio-boot:
-	$(MPIO) boot $(ARGS)
+	$(MPIO) boot $(ARGS) $(if $(REPEAT),--repeat $(REPEAT))
 
 mpio-run:
-	$(MPIO) run $(ARGS)
+	$(MPIO) run $(ARGS) $(if $(REPEAT),--repeat $(REPEAT))
 
 # Everything CI runs: lint, type check, unit tests and real boots.
 test: lint

@@ -25,6 +25,6 @@ echo "== minimal kernel, $loaded_runs runs, a second VM busy beside it"
 $mpio cut --output-dir "$out/load" 2>/dev/null
 $mpio boot --output-dir "$out/load" --repeat 1000 >/dev/null 2>&1 &
 load=$!
-trap 'kill -INT $load 2>/dev/null; wait $load 2>/dev/null || true' EXIT
+trap 'kill -TERM $load 2>/dev/null; wait $load 2>/dev/null || true' EXIT
 runs $mpio run "${minimal[@]}" --output-dir "$out/loaded" --repeat "$loaded_runs"
 echo "artifacts: $out"
