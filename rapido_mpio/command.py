@@ -1,9 +1,10 @@
-"""The one place that runs host tools (apt-get, dpkg-deb, depmod, make, git, zstd)."""
+"""The one place that runs host tools (apt-get, dpkg-deb, depmod, make, git, zstd), all
+through the `sh` package. QEMU is the exception: vm.py starts it with Popen, since it owns
+the VM's process group and ends it by PID on every way out."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 from rapido_mpio.errors import MpioError, SetupError
@@ -38,6 +39,9 @@ def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = N
 
 def run_to_file(argv: list[str], log: Path) -> int:
     """Run argv with its output in `log`; return the exit code (a failed build is data)."""
+    import sh
+
     with open(log, "w") as out:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
-                              stderr=subprocess.STDOUT).returncode
+        done = sh.Command(argv[0])(*argv[1:], _out=out, _err_to_out=True, _tty_out=False,
+                                   _return_cmd=True, _ok_code=list(range(256)))
+    return int(done.exit_code)
