@@ -1,8 +1,10 @@
 # rapido-mpio: make mpio-cut && make mpio-boot [KERNEL_SRC=/path/to/linux]
+# From a kernel tree: make -f /path/to/rapido-mpio/Makefile mpio-cut mpio-boot tests that tree.
 # Under `git bisect run`, call .venv/bin/rapido-mpio run directly: make turns every failure
 # into exit 2, which git bisect cannot read.
 
-VENV      ?= .venv
+HERE      := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
+VENV      ?= $(HERE).venv
 MPIO      ?= $(VENV)/bin/rapido-mpio
 KERNEL_SRC ?=
 SCENARIO  ?=
@@ -11,7 +13,7 @@ ARGS      := $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(KERNEL_BUILD)
 .PHONY: setup mpio-cut mpio-boot mpio-run mpio-kconfig test unit lint bench
 
 setup:
-	scripts/setup.sh
+	$(HERE)scripts/setup.sh
 
 mpio-cut:
 	$(MPIO) cut $(ARGS)

@@ -101,8 +101,9 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("kernel_src", Path, None,
-            "Kernel tree to test (source tree, or its build directory). Unset: the built-in "
-            "default kernel.", env=("KERNEL_SRC",)),
+            "Kernel tree to test (source tree, or its build directory). Unset: the kernel tree "
+            "you stand in, if the current directory is one, else the built-in default "
+            "kernel.", env=("KERNEL_SRC",)),
     Setting("kernel_build", Path, None,
             "Build directory of an out-of-tree build (make O=...). Unset: kernel_src itself.",
             env=("KBUILD_OUTPUT",)),
@@ -112,8 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scenario", str, "failover", "Scenario to run: cut/scenarios/<name>.yaml."),
     Setting("cut_dir", Path, REPO_ROOT / "cut", "Directory of image manifests and scenarios."),
     Setting("templates_dir", Path, REPO_ROOT / "templates", "Directory of Jinja2 templates."),
-    Setting("output_dir", Path, Path("mpio-out"),
-            "Where the image and each run's artifacts are written."),
+    Setting("output_dir", Path, REPO_ROOT / "mpio-out",
+            "Where the image and each run's artifacts are written (never into a kernel "
+            "tree unless asked)."),
     Setting("cache_dir", Path, _cache_home(),
             "Cached default kernel, image layers and staged module trees."),
     Setting("qemu", str, "qemu-system-x86_64", "QEMU binary (name on PATH, or a path)."),
@@ -244,7 +246,20 @@ def load(cli: Mapping[str, object] | None = None,
         if cli.get(s.name) is not None:
             value = s.parse(cli[s.name], f"option {s.flag}")
         values[s.name] = value
+    if values["kernel_src"] is None and values["kernel_build"] is None \
+            and is_kernel_tree(cwd):
+        values["kernel_src"] = cwd  # as virtme-ng's vng: test the tree you stand in
     return Config(**values, config_file=config_file)
+
+
+def is_kernel_tree(path: Path) -> bool:
+    """A Linux source tree (Kconfig, scripts/kconfig) or a build directory (the .config and
+    include/config that a configured tree or an O= directory has)."""
+    if not (path / "Makefile").is_file():
+        return False
+    source = (path / "Kconfig").is_file() and (path / "scripts" / "kconfig").is_dir()
+    build = (path / ".config").is_file() and (path / "include" / "config").is_dir()
+    return source or build
 
 
 def render_defaults() -> str:
@@ -253,14 +268,14 @@ def render_defaults() -> str:
              "# Precedence: this file < environment (RAPIDO_MPIO_<KEY>) < command line.", ""]
     for s in SETTINGS:
         lines.append(f"# {s.help}")
-        shown = _show(s.default) if s.name not in ("cut_dir", "templates_dir", "cache_dir",
-                                                    "jobs") else _DYNAMIC[s.name]
+        shown = _DYNAMIC[s.name] if s.name in _DYNAMIC else _show(s.default)
         lines.append(f"# {s.name}: {shown}")
         lines.append("")
     return "\n".join(lines)
 
 
 _DYNAMIC: dict[str, str] = {
+    "output_dir": "<repository>/mpio-out",
     "cut_dir": "<repository>/cut",
     "templates_dir": "<repository>/templates",
     "cache_dir": "~/.cache/rapido-mpio",

@@ -25,6 +25,28 @@ def test_kernel_src_from_environment_alias(tmp_path: Path) -> None:
     assert config.load({}, environ={}, cwd=tmp_path).kernel_src is None
 
 
+@pytest.mark.parametrize("files", [
+    ("Makefile", "Kconfig", "scripts/kconfig/Makefile"),  # a source tree
+    ("Makefile", ".config", "include/config/kernel.release"),  # a build (O=) directory
+])
+def test_the_kernel_tree_you_stand_in_is_the_default(tmp_path: Path,
+                                                     files: tuple[str, ...]) -> None:
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    assert config.load({}, environ={}, cwd=tmp_path).kernel_src == tmp_path
+    # a tree named explicitly, or a build directory alone, wins over where you stand
+    assert config.load({}, environ={"KBUILD_OUTPUT": "/b"}, cwd=tmp_path).kernel_src is None
+    assert config.load({"kernel_src": "/s"}, environ={}, cwd=tmp_path).kernel_src == Path("/s")
+    # and the artifacts never go into it by default
+    assert not config.load({}, environ={}, cwd=tmp_path).output_dir.is_relative_to(tmp_path)
+
+
+def test_a_directory_with_just_a_makefile_is_no_kernel_tree(tmp_path: Path) -> None:
+    (tmp_path / "Makefile").write_text("all:\n")
+    assert config.load({}, environ={}, cwd=tmp_path).kernel_src is None
+
+
 @pytest.mark.parametrize("text, words", [
     ("memroy: 1\n", ["Unknown key 'memroy'", "rapido-mpio.yaml"]),
     ("memory: lots\n", ["memory", "rapido-mpio.yaml", "positive whole number"]),

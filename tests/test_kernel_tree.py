@@ -3,12 +3,15 @@ the failover scenario must catch, and a bisect that must find it."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from rapido_mpio.config import REPO_ROOT
 
 from .conftest import (
     TEST_SCENARIOS,
@@ -61,6 +64,23 @@ def test_minimal_kernel_catches_a_dm_mpath_regression(tree: KernelTree, tmp_path
     p = run_cli("run", "--output-dir", str(tmp_path), env=tree.env)
     assert p.returncode == 0, p.stdout + p.stderr
     assert qemu_processes_for(tmp_path) == []
+
+
+def test_run_and_make_from_the_tree_you_stand_in(tree: KernelTree, tmp_path: Path) -> None:
+    """As vng does: no --kernel-src, the tree in the current directory is the one tested,
+    and nothing is written into it."""
+    p = run_cli("run", "--output-dir", str(tmp_path / "run"), cwd=tree.build)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"kernel tree {tree.build}" in p.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAPIDO_MPIO_")
+           and k not in ("KERNEL_SRC", "KBUILD_OUTPUT")}
+    made = subprocess.run(["make", "-f", str(REPO_ROOT / "Makefile"), "mpio-cut", "mpio-boot"],
+                          cwd=tree.build, capture_output=True, text=True, timeout=600,
+                          env={**env, "RAPIDO_MPIO_OUTPUT_DIR": str(tmp_path / "make")})
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert f"kernel tree {tree.build}" in made.stderr and "failover: PASS" in made.stdout
+    assert not list(tree.build.glob("mpio-out*"))
+    assert tree.git("status", "--porcelain") == ""
 
 
 PATCHES = Path(__file__).resolve().parent / "patches"
