@@ -74,7 +74,7 @@ def bench_kernel(name: str, kargs: list[str], runs: int, work: Path) -> dict[str
         "kernel": name,
         "cut_cold_s": statistics.median(cold),
         "cut_warm_s": statistics.median(warm),
-        "image_mb": (out / "image" / "initrd").stat().st_size / 1e6,
+        "image_mb": image.load_image(out / "image").size / 1e6,
         **{f"{p}_s": statistics.median(v) for p, v in phases.items() if v},
         "run_whole_s": statistics.median(whole),
     }

@@ -3,9 +3,11 @@
   base      userspace from the host (busybox, multipath-tools, xfsprogs, udev, rootfs/);
             cached by the identity of its inputs, so a bisect step never rebuilds it
   modules   the kernel's modules in load order; cached per kernel identity
-  scenario  the guest script and its settings; tiny, always written
+  scenario  the guest script and its settings; tiny, written for each boot
 
-What goes in is declared in cut/<image>.yaml; this module only knows how to pack it.
+`cut` builds the cached layers and names them in image.json; each boot puts the scenario
+layer in front of them (`assemble`), so any scenario boots without a new cut. What goes
+in is declared in cut/<image>.yaml; this module only knows how to pack it.
 """
 
 from __future__ import annotations
@@ -65,27 +67,29 @@ class Manifest:
 
 @dataclasses.dataclass(frozen=True)
 class Image:
-    """What boot needs: written by cut as image.json next to the initrd."""
+    """What boot needs: written by cut as image.json. The layers live in the cache."""
 
+    manifest: str  # cut/<manifest>.yaml; a scenario names the one it needs
     kernel_image: Path
     kernel_release: str
     kernel_label: str
-    initrd: Path
     layers: tuple[Path, ...]
-    scenario: Scenario
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kernel_image": str(self.kernel_image), "kernel_release": self.kernel_release,
-            "kernel_label": self.kernel_label, "initrd": str(self.initrd),
-            "layers": [str(p) for p in self.layers], "scenario": self.scenario.to_json(),
+            "manifest": self.manifest, "kernel_image": str(self.kernel_image),
+            "kernel_release": self.kernel_release, "kernel_label": self.kernel_label,
+            "layers": [str(p) for p in self.layers],
         }
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Image:
-        return Image(Path(data["kernel_image"]), data["kernel_release"], data["kernel_label"],
-                     Path(data["initrd"]), tuple(Path(p) for p in data["layers"]),
-                     Scenario.from_json(data["scenario"]))
+        return Image(data["manifest"], Path(data["kernel_image"]), data["kernel_release"],
+                     data["kernel_label"], tuple(Path(p) for p in data["layers"]))
+
+    @property
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.layers)
 
 
 def load_manifest(cut_dir: Path, name: str) -> Manifest:
@@ -298,27 +302,36 @@ def _shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
-def cut(manifest: Manifest, kernel: Kernel, scenario: Scenario, cache_dir: Path,
-        out_dir: Path, compression: str) -> Image:
-    """Build (or reuse) the layers and write out_dir/initrd + out_dir/image.json."""
+def cut(manifest: Manifest, kernel: Kernel, cache_dir: Path, out_dir: Path,
+        compression: str) -> Image:
+    """Build (or reuse) the cached layers and write out_dir/image.json."""
     base = build_base(manifest, cache_dir, compression)
     mods = build_modules(manifest, kernel, cache_dir, compression)
     layers = tuple(p for p in (base, mods) if p is not None)
+    image = Image(manifest.path.stem, kernel.image, kernel.release, kernel.label, layers)
     out_dir.mkdir(parents=True, exist_ok=True)
-    initrd = out_dir / "initrd"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".initrd-")
-    with os.fdopen(fd, "wb") as out:
+    tmp = out_dir / ".image.json"
+    tmp.write_text(json.dumps(image.to_json(), indent=2) + "\n")
+    os.replace(tmp, out_dir / "image.json")
+    return image
+
+
+def assemble(image: Image, scenario: Scenario, initrd: Path) -> bytes:
+    """Write the initrd one boot needs: the scenario layer, then the cached layers. Returns
+    the scenario layer, which a run keeps to be booted again by hand."""
+    first = scenario_layer(scenario)
+    with open(initrd, "wb") as out:
         # the small uncompressed scenario layer goes first: after a compressed archive the
         # kernel's decompressor would take what follows for more compressed data
-        out.write(scenario_layer(scenario))
+        out.write(first)
         out.flush()
-        for layer in layers:
+        for layer in image.layers:
+            if not layer.is_file():
+                raise SetupError(f"The image's layer {layer} is gone from the cache.",
+                                 hint="Cut the image again.")
             with open(layer, "rb") as f:
                 _copy(f.fileno(), out.fileno(), os.fstat(f.fileno()).st_size)
-    os.replace(tmp, initrd)
-    image = Image(kernel.image, kernel.release, kernel.label, initrd.resolve(), layers, scenario)
-    (out_dir / "image.json").write_text(json.dumps(image.to_json(), indent=2) + "\n")
-    return image
+    return first
 
 
 def _copy(src: int, dst: int, size: int) -> None:

@@ -117,10 +117,11 @@ def render(templates_dir: Path, machine: Machine) -> list[str]:
 SCRATCH = "@SCRATCH@"  # stands for the per-run directory in the script for humans
 
 
-def as_script(argv: list[str], disk_mib: int) -> str:
+def as_script(argv: list[str], disk_mib: int, initrd_parts: list[str]) -> str:
     """The command as a shell script a user can rerun by hand, in a fresh scratch dir.
 
-    `argv` was rendered with SCRATCH for the scratch directory; the script makes one.
+    `argv` was rendered with SCRATCH for the scratch directory; the script makes one, and
+    the initrd in it from the run's scenario layer and the cached layers.
     """
     def quote(arg: str) -> str:
         if SCRATCH not in arg:
@@ -132,7 +133,8 @@ def as_script(argv: list[str], disk_mib: int) -> str:
     lines = ["#!/bin/sh", "# Rendered by rapido-mpio from templates/qemu.j2: the same machine,",
              "# with a new empty LUN. The console goes to $RUN/console.log; talk to the guest",
              "# and the monitor with: socat - UNIX-CONNECT:$RUN/proto.sock (or qmp.sock).",
-             "RUN=$(mktemp -d)", f'truncate -s {disk_mib}M "$RUN/lun.img"',
+             "set -e", "RUN=$(mktemp -d)", f'truncate -s {disk_mib}M "$RUN/lun.img"',
+             "cat " + " ".join(shlex.quote(p) for p in initrd_parts) + ' > "$RUN/initrd"',
              'echo "scratch directory: $RUN"',
              "exec " + " \\\n  ".join(quote(a) for a in argv), ""]
     return "\n".join(lines)

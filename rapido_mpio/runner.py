@@ -61,35 +61,38 @@ class Repeated:
 
 
 def cut(cfg: Config, log: TextIO = sys.stderr) -> Image:
+    """The cached layers for the kernel; any scenario that uses the image boots on them."""
     from rapido_mpio import image, kernel, scenario
 
     began = time.monotonic()
-    sc = scenario.load(cfg.cut_dir, cfg.scenario)
+    sc = scenario.load(cfg.cut_dir, cfg.scenario)  # it names the image manifest
     sc.check_settings(cfg.disk_size)
     manifest = image.load_manifest(cfg.cut_dir, sc.image)
     k = kernel.from_config(cfg)
     kernel.check_config(k)
     out = _writable(cfg.output_dir / "image", cfg.output_dir)
-    img = image.cut(manifest, k, sc, cfg.cache_dir, out, cfg.compression)
-    size = img.initrd.stat().st_size
-    print(f"rapido-mpio: cut {sc.name} for {k.label} ({k.release}): {img.initrd} "
-          f"{size / 1e6:.1f} MB in {time.monotonic() - began:.2f}s", file=log)
+    img = image.cut(manifest, k, cfg.cache_dir, out, cfg.compression)
+    print(f"rapido-mpio: cut {img.manifest} for {k.label} ({k.release}): {out / 'image.json'}"
+          f", {len(img.layers)} layers, {img.size / 1e6:.1f} MB in "
+          f"{time.monotonic() - began:.2f}s", file=log)
     return img
 
 
 def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Outcome:
-    from rapido_mpio import image, report, verdict, vm
+    """Boot the cut image with cfg.scenario: the scenario is chosen here, not at cut."""
+    from rapido_mpio import image, report, scenario, verdict, vm
 
     began = time.monotonic()
     img = image.load_image(cfg.output_dir / "image")
-    if img.scenario.name != cfg.scenario:
-        raise SetupError(f"The image in {cfg.output_dir / 'image'} was cut for scenario "
-                         f"{img.scenario.name}, not {cfg.scenario}.",
-                         hint=f"Cut it again with --scenario {cfg.scenario}, or use run.")
-    img.scenario.check_settings(cfg.disk_size)
-    run_dir = _new_run_dir(cfg.output_dir, img.scenario.name)
-    record = vm.boot(img, cfg, run_dir)
-    result = verdict.decide(record, img.scenario.name, img.scenario.kernel_log_allow)
+    sc = scenario.load(cfg.cut_dir, cfg.scenario)
+    if sc.image != img.manifest:
+        raise SetupError(f"Scenario {sc.name} needs image {sc.image}, but the image in "
+                         f"{cfg.output_dir / 'image'} was cut from {img.manifest}.",
+                         hint=f"Cut it again with --scenario {sc.name}, or use run.")
+    sc.check_settings(cfg.disk_size)
+    run_dir = _new_run_dir(cfg.output_dir, sc.name)
+    record = vm.boot(img, sc, cfg, run_dir)
+    result = verdict.decide(record, sc.name, sc.kernel_log_allow)
     report.save(record, result, img, cfg.output_dir)
     print(f"rapido-mpio: {img.kernel_label} {img.kernel_release}, {record.accel}", file=log)
     report.print_summary(result, record, out)

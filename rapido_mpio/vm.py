@@ -24,11 +24,13 @@ from typing import TextIO
 from rapido_mpio import qemu
 from rapido_mpio.config import Config
 from rapido_mpio.console import Channel, ChannelClosed, ChannelTimeout, Message
-from rapido_mpio.image import Image
+from rapido_mpio.image import Image, assemble
 from rapido_mpio.monitor import Monitor, MonitorError
+from rapido_mpio.scenario import Scenario
 
 CONNECT_TIMEOUT = 15.0  # QEMU connects to our sockets right after it starts
 SHUTDOWN_GRACE = 15.0  # after the verdict, for the guest's own reboot -f
+SCENARIO_LAYER = "scenario.cpio"  # the run's own first layer, kept among its artifacts
 DUMP_WAIT = 3.0  # for the guest's task dump to reach the console, after sysrq w
 
 
@@ -67,7 +69,7 @@ class RunRecord:
         return next((m for m in reversed(self.messages) if m.kind == "STEP"), None)
 
 
-def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
+def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRecord:
     accel = qemu.detect_accel(cfg.accel)
     binary = qemu.find_binary(cfg.qemu)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -75,11 +77,14 @@ def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rapido-mpio-")))
         with open(scratch / "lun.img", "wb") as f:
             f.truncate(cfg.disk_size << 20)  # sparse: costs nothing until written
+        # kept with the run: qemu-cmd.sh rebuilds the initrd from it and the cached layers
+        (run_dir / SCENARIO_LAYER).write_bytes(
+            assemble(image, scenario, scratch / "initrd"))
         proto_listener = stack.enter_context(_listen(scratch / "proto.sock"))
         qmp_listener = stack.enter_context(_listen(scratch / "qmp.sock"))
-        machine = _machine(image, cfg, accel, binary, str(scratch), run_dir)
+        machine = _machine(image, scenario, cfg, accel, binary, str(scratch), run_dir)
         argv = qemu.render(cfg.templates_dir, machine)
-        _save_rerun_script(machine, cfg, run_dir)
+        _save_rerun_script(machine, image, cfg, run_dir)
         record = RunRecord(run_dir, run_dir / "console.log", accel.reason)
         qemu_out = stack.enter_context(open(run_dir / "qemu.log", "w+"))
         protocol_log = stack.enter_context(open(run_dir / "protocol.log", "w"))
@@ -92,35 +97,37 @@ def boot(image: Image, cfg: Config, run_dir: Path) -> RunRecord:
         proto = stack.enter_context(_accept(proto_listener, proc))
         qmp = stack.enter_context(_accept(qmp_listener, proc))
         if proto is not None and qmp is not None:  # else QEMU exited: _reap records why
-            _converse(proc, proto, qmp, protocol_log, image, cfg, record, started)
+            _converse(proc, proto, qmp, protocol_log, scenario, cfg, record, started)
     return record
 
 
-def _machine(image: Image, cfg: Config, accel: qemu.Accel, binary: str, scratch: str,
-             run_dir: Path) -> qemu.Machine:
+def _machine(image: Image, scenario: Scenario, cfg: Config, accel: qemu.Accel, binary: str,
+             scratch: str, run_dir: Path) -> qemu.Machine:
     return qemu.Machine(
         binary=binary, accel=accel.name, cpu=accel.cpu, memory=cfg.memory, cpus=cfg.cpus,
         bios=str(qemu.QBOOT) if qemu.QBOOT.exists() else None,
-        kernel=str(image.kernel_image), initrd=str(image.initrd),
+        kernel=str(image.kernel_image), initrd=f"{scratch}/initrd",
         cmdline=" ".join(filter(None, [qemu.BASE_CMDLINE, accel.cmdline, cfg.kernel_cmdline])),
         console_log=str(run_dir / "console.log"),
         proto_socket=f"{scratch}/proto.sock", qmp_socket=f"{scratch}/qmp.sock",
-        disk=f"{scratch}/lun.img", paths=qemu.paths(image.scenario.serials),
+        disk=f"{scratch}/lun.img", paths=qemu.paths(scenario.serials),
     )
 
 
-def _save_rerun_script(machine: qemu.Machine, cfg: Config, run_dir: Path) -> None:
+def _save_rerun_script(machine: qemu.Machine, image: Image, cfg: Config,
+                       run_dir: Path) -> None:
     """The same machine for a human: its own scratch dir, and sockets that wait for socat."""
     by_hand = dataclasses.replace(
-        machine, socket_mode=",server=on,wait=off",
+        machine, socket_mode=",server=on,wait=off", initrd=f"{qemu.SCRATCH}/initrd",
         console_log=f"{qemu.SCRATCH}/console.log", disk=f"{qemu.SCRATCH}/lun.img",
         proto_socket=f"{qemu.SCRATCH}/proto.sock", qmp_socket=f"{qemu.SCRATCH}/qmp.sock")
-    script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), cfg.disk_size)
+    parts = [str(run_dir.resolve() / SCENARIO_LAYER), *map(str, image.layers)]
+    script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), cfg.disk_size, parts)
     (run_dir / "qemu-cmd.sh").write_text(script)
 
 
 def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.socket,
-              protocol_log: TextIO, image: Image, cfg: Config, record: RunRecord,
+              protocol_log: TextIO, scenario: Scenario, cfg: Config, record: RunRecord,
               started: float) -> None:
     try:
         monitor = Monitor(qmp)
@@ -130,11 +137,11 @@ def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.s
         if proc.poll() is None:  # QEMU runs but its monitor does not answer
             record.host_error = f"QMP monitor unusable: {e}"
         return
-    _follow(Channel(proto, started, protocol_log), monitor, image, cfg, record, started)
+    _follow(Channel(proto, started, protocol_log), monitor, scenario, cfg, record, started)
 
 
-def _follow(channel: Channel, monitor: Monitor, image: Image, cfg: Config, record: RunRecord,
-            started: float) -> None:
+def _follow(channel: Channel, monitor: Monitor, scenario: Scenario, cfg: Config,
+            record: RunRecord, started: float) -> None:
     stage, deadline = "boot", started + cfg.boot_timeout
     step: tuple[str, float, float] | None = None  # name, declared seconds, began (monotonic)
     while True:
@@ -160,7 +167,7 @@ def _follow(channel: Channel, monitor: Monitor, image: Image, cfg: Config, recor
                 step = (name, float(seconds), time.monotonic())
         elif msg.kind == "EVENT":
             try:
-                for command in image.scenario.host.get(msg.text, ()):
+                for command in scenario.host.get(msg.text, ()):
                     record.host_actions.append(f"{time.monotonic() - started:.2f}s "
                                                f"{monitor.run(command)}")
             except MonitorError as e:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from rapido_mpio.config import REPO_ROOT
-
 from .conftest import run_cli
 
 
@@ -90,14 +88,21 @@ def test_boot_without_image(tmp_path: Path) -> None:
 
 
 def _fake_image(out: Path) -> None:
-    from rapido_mpio import scenario
-
-    sc = scenario.load(REPO_ROOT / "cut", "failover")
     (out / "image").mkdir(parents=True)
-    (out / "image/initrd").write_bytes(b"")
     (out / "image/image.json").write_text(json.dumps({
-        "kernel_image": "/nonexistent/bzImage", "kernel_release": "x", "kernel_label": "x",
-        "initrd": str(out / "image/initrd"), "layers": [], "scenario": sc.to_json()}))
+        "manifest": "mpio", "kernel_image": "/nonexistent/bzImage", "kernel_release": "x",
+        "kernel_label": "x", "layers": []}))
+
+
+def test_scenario_for_another_image(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "out")
+    cut = tmp_path / "cut"
+    (cut / "scenarios").mkdir(parents=True)
+    (cut / "scenarios" / "x.yaml").write_text("script: x.sh\nimage: bigger\n")
+    (cut / "scenarios" / "x.sh").write_text("true\n")
+    p = run_cli("boot", "--output-dir", str(tmp_path / "out"), "--cut-dir", str(cut),
+                "--scenario", "x", cwd=tmp_path)
+    assert_one_sentence(p, 255, "needs image bigger", "cut from mpio")
 
 
 def test_qemu_missing_from_path(tmp_path: Path) -> None:

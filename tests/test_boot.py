@@ -6,6 +6,7 @@ really is lost for good, and the harness must end QEMU whatever happens.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -61,7 +62,8 @@ def test_failover_passes_on_default_kernel(out: Path) -> None:
 
 def test_all_paths_lost_is_a_fail(out: Path) -> None:
     """Negative control: both paths pulled; the same checks must see it and say FAIL."""
-    p = run_cli("run", "--output-dir", str(out), "--scenario", "all-paths-lost")
+    # the scenario is chosen at boot: no new cut
+    p = run_cli("boot", "--output-dir", str(out), "--scenario", "all-paths-lost")
     assert p.returncode == 1, p.stdout + p.stderr
     checks = {c["name"]: c for c in last_result(out)["checks"]}
     failed = {name for name, c in checks.items() if c["status"] == "FAIL"}
@@ -166,8 +168,6 @@ def test_ctrl_c_ends_qemu(out: Path) -> None:
 def distro_as_build_tree(tmp_path_factory: pytest.TempPathFactory, out: Path) -> Path:
     """Debian's kernel laid out like a build tree with modules (symlinks), so the tree path
     (modules.order, staging, depmod) is exercised with real modules and a real boot."""
-    import json
-
     from rapido_mpio.config import load
 
     pointer = load({}, environ={}).cache_dir / "kernels" / "linux-image-amd64.json"
@@ -216,7 +216,9 @@ def test_cut_is_reproducible_byte_for_byte(out: Path, tmp_path: Path) -> None:
         (cache / "kernels").symlink_to(kernels)
         p = run_cli("cut", "--cache-dir", str(cache), "--output-dir", str(tmp_path / name))
         assert p.returncode == 0, p.stderr
-        images.append((tmp_path / name / "image" / "initrd").read_bytes())
+        layers = json.loads((tmp_path / name / "image" / "image.json").read_text())["layers"]
+        assert len(layers) == 2 and all(str(cache) in layer for layer in layers)
+        images.append([Path(layer).read_bytes() for layer in layers])
     assert images[0] == images[1]
 
 
@@ -224,7 +226,9 @@ def test_zstd_layers_boot(tmp_path: Path) -> None:
     """Compressed layers after the uncompressed scenario layer: the kernel reads them all."""
     p = run_cli("run", "--output-dir", str(tmp_path), "--compression", "zstd")
     assert p.returncode == 0, p.stdout + p.stderr
-    assert (tmp_path / "image" / "initrd").read_bytes()[:6] == b"070701"
+    layers = json.loads((tmp_path / "image" / "image.json").read_text())["layers"]
+    assert all(Path(layer).read_bytes()[:4] == b"\x28\xb5\x2f\xfd" for layer in layers)
+    assert (tmp_path / "last" / "scenario.cpio").read_bytes()[:6] == b"070701"
 
 
 def test_no_second_path_is_a_fail(tmp_path: Path) -> None:

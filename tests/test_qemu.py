@@ -44,11 +44,15 @@ def test_values_stay_single_arguments() -> None:
 
 
 def test_script_for_rerun_by_hand_runs(tmp_path: Path) -> None:
-    """The saved script makes its own scratch dir and LUN, and quotes every argument."""
+    """The saved script makes its own scratch dir, LUN and initrd, and quotes every
+    argument."""
     argv = ["printf", "%s\\n", "console=ttyS0 quiet",
             f"file,id=console,path={qemu.SCRATCH}/console.log", f"{qemu.SCRATCH}/lun.img"]
+    (tmp_path / "scenario layer").write_bytes(b"first")
+    (tmp_path / "base").write_bytes(b"-second")
     script = tmp_path / "qemu-cmd.sh"
-    script.write_text(qemu.as_script(argv, 4))
+    script.write_text(qemu.as_script(argv, 4, [str(tmp_path / "scenario layer"),
+                                               str(tmp_path / "base")]))
     out = subprocess.run(["sh", str(script)], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     run = Path(out[0].removeprefix("scratch directory: "))
@@ -56,6 +60,7 @@ def test_script_for_rerun_by_hand_runs(tmp_path: Path) -> None:
         assert out[1:] == ["console=ttyS0 quiet", f"file,id=console,path={run}/console.log",
                            f"{run}/lun.img"]
         assert (run / "lun.img").stat().st_size == 4 << 20
+        assert (run / "initrd").read_bytes() == b"first-second"
     finally:
         shutil.rmtree(run)
 
