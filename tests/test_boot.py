@@ -116,8 +116,10 @@ def test_only_kernel_warnings_fail_a_run(test_cut: Path, tmp_path: Path, scenari
     p = run_cli("run", "--output-dir", str(tmp_path), "--cut-dir", str(test_cut),
                 "--scenario", scenario)
     assert p.returncode == code, p.stdout + p.stderr
-    console = (tmp_path / "last" / "console.log").read_text()
-    assert "WARNING: option foo is deprecated (a userspace line" in console
+    # the userspace WARNING reached the kernel log, stamped with the user facility (8 + 4)
+    kmsg = (tmp_path / "last" / "kmsg.txt").read_text()
+    assert re.search(r"^<12>\[ *[\d.]+\] WARNING: option foo is deprecated \(userspace", kmsg,
+                     re.M)
     kernel_log = next(c for c in last_result(tmp_path)["checks"] if c["name"] == "kernel_log")
     if scenario == "kernel-warning":
         assert kernel_log["status"] == "FAIL"
