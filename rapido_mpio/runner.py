@@ -7,7 +7,6 @@ import dataclasses
 import io
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -99,8 +98,8 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
     return Outcome(result, run_dir, time.monotonic() - began)
 
 
-def repeat(cfg: Config, times: int, out: TextIO = sys.stdout, log: TextIO = sys.stderr,
-           on_outcome: Callable[[int, Outcome], None] | None = None) -> Repeated:
+def repeat(cfg: Config, times: int, out: TextIO = sys.stdout,
+           log: TextIO = sys.stderr) -> Repeated:
     """Boot the cut image `times` times; one summary per run, then the distribution."""
     outcomes = []
     for i in range(times):
@@ -108,12 +107,10 @@ def repeat(cfg: Config, times: int, out: TextIO = sys.stdout, log: TextIO = sys.
         outcome = boot(cfg, out=out if times == 1 else io.StringIO(),
                        log=log if i == 0 else io.StringIO())
         outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(i, outcome)
-        elif times > 1:
+        if times > 1:
             v = outcome.verdict
-            why = ": " + ", ".join(f"{c.name} {c.observed}" for c in v.failed) if v.failed \
-                else ""
+            why = "" if v.result == "PASS" else ": " + (
+                ", ".join(f"{c.name} {c.observed}" for c in v.failed) or v.reason)
             print(f"run {i + 1}/{times}: {v.result}{why} ({outcome.seconds:.1f}s, "
                   f"{outcome.run_dir})", file=out, flush=True)
     scenario = outcomes[0].verdict.scenario if outcomes else cfg.scenario
