@@ -2,7 +2,7 @@
 minimal with kconfig/mpio.config, cached between test runs.
 
 The cache is keyed by the source package's version and the fragment's content, so CI pays
-the ~7 minute build once per machine. Location: $RAPIDO_MPIO_TEST_KERNELS, else
+the ~5 minute build (untar, git, build) once per machine. Location: $RAPIDO_MPIO_TEST_KERNELS, else
 ~/.cache/rapido-mpio/test-kernels.
 """
 
