@@ -2,8 +2,8 @@
 minimal with kconfig/mpio.config, cached between test runs.
 
 The cache is keyed by the source package's version and the fragment's content, so CI pays
-the ~5 minute build (untar, git, build) once per machine. Location: $RAPIDO_MPIO_TEST_KERNELS, else
-~/.cache/rapido-mpio/test-kernels.
+the ~5 minute untar, git and build once per machine. Location: $RAPIDO_MPIO_TEST_KERNELS,
+else ~/.cache/rapido-mpio/test-kernels.
 """
 
 from __future__ import annotations
