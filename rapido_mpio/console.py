@@ -20,7 +20,7 @@ MARKER = re.compile(r"@@MPIO:([A-Z]+) ?([^\r\n]*)\r?\n")
 
 @dataclasses.dataclass(frozen=True)
 class Message:
-    kind: str  # START, SCENARIO, CHECK, EVENT, BEGIN, LINE, STOP, VERDICT, END
+    kind: str  # START, STEP, SCENARIO, CHECK, EVENT, BEGIN, LINE, STOP, VERDICT
     text: str
     at: float  # seconds since QEMU started
 

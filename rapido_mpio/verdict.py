@@ -149,6 +149,11 @@ def decide(record: RunRecord, scenario: str, allow: Iterable[str] = ()) -> Verdi
             return verdict("ERROR", ExitCode.SETUP,
                            f"QEMU failed to start (exit {record.qemu_status}): {first_words[0]}")
         why = ("timed out" if record.timed_out else "QEMU exited (panic or reboot)")
+        step = record.last_step()
+        if step is not None:
+            why += f" in init's step {step.text.split()[0]}"
+        if record.hang is not None:
+            why += "; task dump in task-dump.txt"
         return verdict("UNTESTABLE", ExitCode.UNTESTABLE,
                        f"The guest never reached the scenario: {why}.", tail=True)
     try:

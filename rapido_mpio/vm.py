@@ -39,8 +39,8 @@ class Hang:
     """A scenario that stopped making progress: a step past its deadline, or the scenario
     past its timeout."""
 
-    step: str  # "-": before the scenario's first step
-    deadline: float  # seconds the step declared (or the scenario timeout)
+    step: str  # "-": outside any step
+    deadline: float  # seconds the step declared (0: outside any step)
     seconds: float  # seconds it had run when the host gave up on it
     dump: tuple[str, ...]  # console lines from sysrq w on (empty: the kernel has no sysrq)
 
@@ -153,18 +153,20 @@ def _follow(channel: Channel, monitor: Monitor, scenario: Scenario, cfg: Config,
         except ChannelTimeout:
             record.timed_out = "step" if step is not None and step_deadline < deadline \
                 else stage
-            if stage == "scenario":  # the guest stopped making progress: where is it stuck?
-                record.hang = _task_dump(monitor, record, step or ("-", cfg.scenario_timeout,
-                                                                   deadline -
-                                                                   cfg.scenario_timeout))
+            if stage != "shutdown" and record.first("START") is not None:
+                # init or the scenario stopped making progress: where is it stuck?
+                record.hang = _task_dump(monitor, record, step or ("-", 0.0, started))
             return
         record.messages.append(msg)
-        if msg.kind == "SCENARIO":
+        if msg.kind == "SCENARIO":  # init's steps are over
             stage, deadline = "scenario", time.monotonic() + cfg.scenario_timeout
+            step = None
         elif msg.kind == "STEP":
             name, _, seconds = msg.text.partition(" ")
             with contextlib.suppress(ValueError):
                 step = (name, float(seconds), time.monotonic())
+        elif msg.kind == "EVENT" and msg.text == "END":
+            channel.acknowledge("END")  # everything before it has arrived: it may reboot
         elif msg.kind == "EVENT":
             try:
                 for command in scenario.host.get(msg.text, ()):
@@ -185,13 +187,15 @@ def _follow(channel: Channel, monitor: Monitor, scenario: Scenario, cfg: Config,
 
 
 def _task_dump(monitor: Monitor, record: RunRecord, step: tuple[str, float, float]) -> Hang:
-    """Press sysrq w (blocked tasks) on the guest's keyboard and collect what the kernel
-    prints, before QEMU is ended; a kernel without sysrq or a keyboard prints nothing."""
+    """Press sysrq w (blocked tasks) and l (each CPU's backtrace) on the guest's keyboard
+    and collect what the kernel prints, before QEMU is ended; a kernel without sysrq or a
+    keyboard prints nothing."""
     name, declared, began = step
     seconds = time.monotonic() - began
     offset = _size(record.console_log)
     try:
-        monitor.send_keys("alt", "sysrq", "w")
+        monitor.send_keys("alt", "sysrq", "w")  # tasks blocked in the kernel
+        monitor.send_keys("alt", "sysrq", "l")  # what each CPU is running
     except MonitorError:
         return Hang(name, declared, seconds, ())
     last_size, quiet_since = -1, time.monotonic()
