@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 minimal_runs=${1:-50} default_runs=${2:-30} loaded_runs=${3:-20}
 mpio=.venv/bin/rapido-mpio
-out=${STABILITY_OUT:-$(mktemp -d /tmp/rapido-mpio-stability-XXXXXX)}
+out=${STABILITY_OUT:-/tmp/rapido-mpio-stability-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
 tree=$(.venv/bin/python -c 'import sys; sys.path.insert(0, "."); from tests.kernel_tree import ensure; t = ensure(); print(t.src, t.build)')
 read -r src build <<<"$tree"
 minimal=(--kernel-src "$src" --kernel-build "$build")
