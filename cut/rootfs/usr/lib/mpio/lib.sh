@@ -163,10 +163,10 @@ EOF
 	echo "$active $failed"
 }
 
-# mpio_transitions FILE: each path's states over the samples in FILE (mpio_path_states
-# output, one sample after another), e.g. "8:0 kernel A>F>A>F multipathd A>F"
+# mpio_transitions FILE: each path's states over the samples in FILE ("at TIME" lines, each
+# followed by mpio_path_states output), e.g. "8:0 kernel A>F>A>F multipathd A>F"
 mpio_transitions() {
-	awk '{
+	awk '$1 == "at" { next } {
 		if (!($1 in k)) { order[n++] = $1; k[$1] = $2; d[$1] = $3; lk[$1] = $2; ld[$1] = $3; next }
 		if ($2 != lk[$1]) { k[$1] = k[$1] ">" $2; lk[$1] = $2 }
 		if ($3 != ld[$1]) { d[$1] = d[$1] ">" $3; ld[$1] = $3 }
@@ -194,19 +194,17 @@ mpio_settle() {
 	hold=$((${MPIO_CHECKINT:-5} * 100 + 20))
 	samples=$MPIO_RUN/settle-$name
 	: > "$samples"
-	: > "$samples.timed"
 	since=
 	end=$(($(mpio_uptime_cs) + $5 * 100))
 	while :; do
 		now=$(mpio_uptime_cs)
 		states=$(mpio_path_states "$map")
-		echo "$states" >> "$samples"
-		printf 'at %s.%02ds\n%s\n' "$((now / 100))" "$((now % 100))" "$states" >> "$samples.timed"
+		printf 'at %s.%02ds\n%s\n' "$((now / 100))" "$((now % 100))" "$states" >> "$samples"
 		if [ "$(mpio_agreement "$states")" = "$want" ]; then
 			since=${since:-$now}
 			if [ $((now - since)) -ge "$hold" ]; then
 				echo "$states" > "$MPIO_RUN/settled"
-				mpio_send "settle-$name" < "$samples.timed"
+				mpio_send "settle-$name" < "$samples"
 				mpio_check "$name" PASS "$3 active $4 failed"
 				return 0
 			fi
@@ -216,7 +214,7 @@ mpio_settle() {
 		if [ "$now" -ge "$end" ]; then
 			last=$(echo "$states" | awk '$2 == "A" { ka++ } $2 == "F" { kf++ } $3 == "A" { da++ } $3 == "F" { df++ }
 				END { printf "kernel %d/%d multipathd %d/%d", ka, kf, da, df }')
-			mpio_send "settle-$name" < "$samples.timed"
+			mpio_send "settle-$name" < "$samples"
 			mpio_check "$name" FAIL "not settled in ${5}s (want $3 active $4 failed; last active/failed: $last): $(mpio_transitions "$samples")"
 			return 1
 		fi
