@@ -110,7 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("default_kernel", str, "linux-image-amd64",
             "Debian package of the built-in default kernel; downloaded and unpacked into the "
             "cache, never installed."),
-    Setting("scenario", str, "failover", "Scenario to run: cut/scenarios/<name>.yaml."),
+    Setting("scenario", str, "failover", "Scenario to run: cut/scenarios/<name>.sh."),
     Setting("cut_dir", Path, REPO_ROOT / "cut", "Directory of image manifests and scenarios."),
     Setting("templates_dir", Path, REPO_ROOT / "templates", "Directory of Jinja2 templates."),
     Setting("output_dir", Path, REPO_ROOT / "mpio-out",

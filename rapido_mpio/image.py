@@ -288,13 +288,21 @@ def build_modules(manifest: Manifest, kernel: Kernel, cache_dir: Path,
 
 
 def scenario_layer(scenario: Scenario) -> bytes:
-    env = "".join(f"export {k}={_shell_quote(v)}\n" for k, v in sorted(scenario.env.items()))
-    env += f"export MPIO_SCENARIO={_shell_quote(scenario.name)}\n"
-    buf = io.BytesIO()
-    cpio.write(buf, [
-        cpio.Entry.file("etc/mpio/scenario.sh", scenario.script.read_bytes(), 0o755),
+    """The run's own layer: the scenario's steps, environment, topology and multipath
+    settings (a conf.d snippet: multipathd reads it at start, after the base layer's
+    defaults)."""
+    env = "".join(f"export {k}={_shell_quote(v)}\n"
+                  for k, v in sorted(scenario.guest_env().items()))
+    entries = [
+        cpio.Entry.file("etc/mpio/scenario.sh", scenario.steps_script.encode(), 0o755),
         cpio.Entry.file("etc/mpio/scenario.env", env.encode()),
-    ])
+        cpio.Entry.file("etc/mpio/topology", scenario.shape.guest_table().encode()),
+    ]
+    if scenario.multipath:
+        entries.append(cpio.Entry.file("etc/multipath/conf.d/scenario.conf",
+                                       scenario.multipath.encode()))
+    buf = io.BytesIO()
+    cpio.write(buf, entries)
     return buf.getvalue()
 
 

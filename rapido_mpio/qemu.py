@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from rapido_mpio.errors import SetupError
+from rapido_mpio.topology import Topology
 
 QBOOT = Path("/usr/share/qemu/qboot.rom")  # much faster than SeaBIOS at reaching the kernel
 BASE_CMDLINE = "console=ttyS0,115200 panic=-1 printk.devkmsg=on"
@@ -53,13 +54,6 @@ def detect_accel(requested: str, cpuinfo: Path = Path("/proc/cpuinfo"),
 
 
 @dataclasses.dataclass(frozen=True)
-class Path_:
-    drive: str  # -drive id, the name drive_del takes
-    device: str  # -device id
-    serial: str
-
-
-@dataclasses.dataclass(frozen=True)
 class Machine:
     """Everything the template needs, nothing it has to decide."""
 
@@ -75,8 +69,7 @@ class Machine:
     console_log: str
     proto_socket: str
     qmp_socket: str
-    disk: str
-    paths: tuple[Path_, ...]
+    topology: Topology
     socket_mode: str = ""  # "": QEMU connects to the host; ",server=on,wait=off" by hand
 
 
@@ -86,11 +79,6 @@ def find_binary(name: str) -> str:
         raise SetupError(f"QEMU ({name}) is not installed or not on PATH.",
                          hint="Install it: apt-get install qemu-system-x86 (or set qemu:).")
     return found
-
-
-def paths(serials: tuple[str, ...] = ("MPIO", "MPIO")) -> tuple[Path_, ...]:
-    """One scsi-hd per serial on the same backing file: equal serials make one LUN."""
-    return tuple(Path_(f"path{i}", f"dev{i}", serial) for i, serial in enumerate(serials))
 
 
 def optarg(value: object) -> str:
@@ -117,7 +105,7 @@ def render(templates_dir: Path, machine: Machine) -> list[str]:
 SCRATCH = "@SCRATCH@"  # stands for the per-run directory in the script for humans
 
 
-def as_script(argv: list[str], disk_mib: int, initrd_parts: list[str]) -> str:
+def as_script(argv: list[str], topology: Topology, initrd_parts: list[str]) -> str:
     """The command as a shell script a user can rerun by hand, in a fresh scratch dir.
 
     `argv` was rendered with SCRATCH for the scratch directory; the script makes one, and
@@ -131,9 +119,10 @@ def as_script(argv: list[str], disk_mib: int, initrd_parts: list[str]) -> str:
         return '"$RUN"'.join(parts)
 
     lines = ["#!/bin/sh", "# Rendered by rapido-mpio from templates/qemu.j2: the same machine,",
-             "# with a new empty LUN. The console goes to $RUN/console.log; talk to the guest",
+             "# with new empty LUNs. The console goes to $RUN/console.log; talk to the guest",
              "# and the monitor with: socat - UNIX-CONNECT:$RUN/proto.sock (or qmp.sock).",
-             "set -e", "RUN=$(mktemp -d)", f'truncate -s {disk_mib}M "$RUN/lun.img"',
+             "set -e", "RUN=$(mktemp -d)",
+             *(f'truncate -s {topology.lun_mib}M ' + quote(disk) for disk in topology.disks),
              "cat " + " ".join(shlex.quote(p) for p in initrd_parts) + ' > "$RUN/initrd"',
              'echo "scratch directory: $RUN"',
              "exec " + " \\\n  ".join(quote(a) for a in argv), ""]

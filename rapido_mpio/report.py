@@ -64,7 +64,7 @@ def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) ->
                    "image": str(image.kernel_image)},
         "accel": record.accel,
         "timings": timings(record),
-        "host_actions": record.host_actions,
+        "actions": [a.to_json() for a in record.actions],
         "path_io": path_io(record),
         "hang": dataclasses.asdict(record.hang) if record.hang else None,
         "events": [f"{m.at:7.3f} {m.kind} {m.text}" for m in record.messages

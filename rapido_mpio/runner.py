@@ -91,7 +91,7 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
     sc.check_settings(cfg.disk_size)
     run_dir = _new_run_dir(cfg.output_dir, sc.name)
     record = vm.boot(img, sc, cfg, run_dir)
-    result = verdict.decide(record, sc.name, sc.kernel_log_allow)
+    result = verdict.decide(record, sc.name, sc.kernel_log_allow, sc.expect_fail)
     report.save(record, result, img, cfg.output_dir)
     print(f"rapido-mpio: {img.kernel_label} {img.kernel_release}, {record.accel}", file=log)
     report.print_summary(result, record, out)

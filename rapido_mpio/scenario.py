@@ -1,8 +1,21 @@
-"""Scenarios: cut/scenarios/<name>.yaml (what the host does) + a guest script (what the guest does).
+"""Scenarios: one file each, cut/scenarios/<name>.sh.
 
-The guest announces events on the console with `mpio_signal EVENT`; the scenario file maps
-each event to monitor commands the host runs before it acknowledges. Nothing here is
-scenario-specific: a new scenario is a new pair of files.
+The file is the guest's steps (POSIX sh, run by /init with /usr/lib/mpio/lib.sh loaded),
+headed by its declarations in comment lines that start with `#:` (YAML):
+
+    #: description: what the scenario proves
+    #: topology: {luns: 1, paths: 2}      # LUNs x paths per LUN (1-16 x 1-8)
+    #: multipath: |                       # becomes /etc/multipath/conf.d/scenario.conf
+    #:   defaults { no_path_retry queue }
+    #: steps: {fault: 35}                 # deadline of each `mpio_step NAME`, in seconds
+    #: env: {DATA_MIB: 4}                 # exported to the steps
+    #: expect_fail: [io_after_fault]      # a negative control: the checks that must FAIL
+    #: kernel_log_allow: [regex]          # kernel messages provoked on purpose
+    #: extends: failover                  # a variant: another scenario's steps, with the
+    #:                                    # declarations here laid over its own
+
+Faults are asked for from the steps (`mpio_fault fail_path 0 1`); the host knows them by
+name (faults.py), so a scenario needs no host-side table.
 """
 
 from __future__ import annotations
@@ -16,143 +29,214 @@ import yaml
 
 from rapido_mpio.config import parse_yaml
 from rapido_mpio.errors import SetupError
+from rapido_mpio.topology import Shape
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_STEP_WITHOUT_SECONDS = re.compile(r"^\s*mpio_step\s+(\w+)\s*(?:#.*)?$", re.M)
 XFS_MIN_MIB = 300  # mkfs.xfs (xfsprogs 6.x) refuses smaller filesystems
-
-
-@dataclasses.dataclass(frozen=True)
-class MonitorCommand:
-    """One monitor step: an HMP command line, or a QMP command with arguments."""
-
-    hmp: str | None = None
-    qmp: str | None = None
-    arguments: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"hmp": self.hmp, "qmp": self.qmp, "arguments": self.arguments}
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> MonitorCommand:
-        return MonitorCommand(data.get("hmp"), data.get("qmp"), dict(data.get("arguments") or {}))
+SUFFIX = ".sh"
+KEYS = {"description", "topology", "multipath", "steps", "env", "expect_fail",
+        "kernel_log_allow", "extends", "image", "min_disk_mib"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
-    image: str  # manifest name: cut/<image>.yaml
-    script: Path
-    env: dict[str, str]
-    host: dict[str, tuple[MonitorCommand, ...]]  # guest event -> monitor commands
-    serials: tuple[str, ...] = ("MPIO", "MPIO")  # one SCSI path per entry
-    # kernel messages the scenario provokes on purpose (regexes), not held against the kernel
+    source: Path  # the file the steps come from (a variant's base, for a variant)
+    steps_script: str
+    shape: Shape = Shape()
+    multipath: str = ""  # conf.d snippet; the base layer's multipath.conf has the defaults
+    steps: dict[str, float] = dataclasses.field(default_factory=dict)  # step -> deadline
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    expect_fail: tuple[str, ...] = ()  # non-empty: a negative control
     kernel_log_allow: tuple[str, ...] = ()
+    image: str = "mpio"  # manifest name: cut/<image>.yaml
     min_disk_mib: int = XFS_MIN_MIB  # the smallest LUN the scenario works with
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "description": self.description, "image": self.image,
-            "script": str(self.script), "env": self.env,
-            "host": {k: [c.to_json() for c in v] for k, v in self.host.items()},
-            "serials": list(self.serials), "kernel_log_allow": list(self.kernel_log_allow),
-            "min_disk_mib": self.min_disk_mib,
-        }
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> Scenario:
-        return Scenario(
-            data["name"], data["description"], data["image"], Path(data["script"]),
-            dict(data["env"]),
-            {k: tuple(MonitorCommand.from_json(c) for c in v) for k, v in data["host"].items()},
-            tuple(data.get("serials", ("MPIO", "MPIO"))),
-            tuple(data.get("kernel_log_allow", ())),
-            int(data.get("min_disk_mib", XFS_MIN_MIB)),
-        )
+    def guest_env(self) -> dict[str, str]:
+        """What the steps see: env, the step deadlines and the topology's shape."""
+        out = dict(self.env)
+        out.update({f"MPIO_STEP_{k}": f"{v:g}" for k, v in self.steps.items()})
+        out.update({"MPIO_LUNS": str(self.shape.luns), "MPIO_PATHS": str(self.shape.paths),
+                    "MPIO_SCENARIO": self.name})
+        return out
 
     def check_settings(self, disk_mib: int) -> None:
         """Refuse, before any boot, settings this scenario cannot work with: a run that fails
         on them would blame the kernel for a setup mistake."""
-        if disk_mib < self.min_disk_mib:
-            raise SetupError(f"A {disk_mib} MiB LUN is too small for scenario {self.name}: "
+        mib = self.shape.lun_mib or disk_mib
+        if mib < self.min_disk_mib:
+            raise SetupError(f"A {mib} MiB LUN is too small for scenario {self.name}: "
                              f"it needs {self.min_disk_mib} MiB (XFS's minimum is "
                              f"{XFS_MIN_MIB}).", hint=f"Set disk_size to {self.min_disk_mib} "
                              "or more.")
-        paths = self.env.get("PATHS")
-        if paths is not None and (not paths.isdigit() or int(paths) > len(self.serials)):
-            raise SetupError(f"Scenario {self.name} expects {paths} paths but declares "
-                             f"{len(self.serials)} (serials).",
-                             hint="Give one serial per path, or lower PATHS.")
+
+
+def names(cut_dir: Path) -> list[str]:
+    return sorted(p.stem for p in (cut_dir / "scenarios").glob("*" + SUFFIX))
 
 
 def load(cut_dir: Path, name: str) -> Scenario:
-    path = cut_dir / "scenarios" / f"{name}.yaml"
+    return _load(cut_dir, name, ())
+
+
+def _load(cut_dir: Path, name: str, seen: tuple[str, ...]) -> Scenario:
+    path = cut_dir / "scenarios" / f"{name}{SUFFIX}"
     if not _NAME.match(name) or not path.is_file():
-        known = sorted(p.stem for p in (cut_dir / "scenarios").glob("*.yaml"))
         raise SetupError(f"No scenario {name!r} in {cut_dir / 'scenarios'}.",
-                         hint="Known scenarios: " + (", ".join(known) or "none") + ".")
-    data = _yaml_mapping(path)
-    allowed = {"description", "image", "script", "env", "host", "serials", "kernel_log_allow",
-               "min_disk_mib"}
-    for key in data:
-        if key not in allowed:
-            raise SetupError(f"Unknown key {key!r} in scenario {path}.",
-                             hint="Known keys: " + ", ".join(sorted(allowed)) + ".")
-    script = path.parent / str(data.get("script", f"{name}.sh"))
-    if not script.is_file():
-        raise SetupError(f"Scenario {path} names script {script}, which does not exist.")
-    env = data.get("env") or {}
-    if not isinstance(env, dict) or not all(_NAME.match(str(k)) for k in env):
+                         hint="Known scenarios: " + (", ".join(names(cut_dir)) or "none") + ".")
+    if name in seen:
+        raise SetupError(f"Scenario {path} extends itself (through {' -> '.join(seen)}).")
+    text = path.read_text()
+    header = _header(text, path)
+    unknown = set(header) - KEYS
+    if unknown:
+        raise SetupError(f"Unknown key {sorted(unknown)[0]!r} in the #: header of {path}.",
+                         hint="Known keys: " + ", ".join(sorted(KEYS)) + ".")
+    base = None
+    if "extends" in header:
+        base = _load(cut_dir, str(header["extends"]), (*seen, name))
+    own_steps = _has_steps(text)
+    if base is None and not own_steps:
+        raise SetupError(f"Scenario {path} has no steps.",
+                         hint="Write its steps below the #: header, or extend another "
+                         "scenario (#: extends: NAME).")
+    if base is not None and own_steps:
+        raise SetupError(f"Scenario {path} both extends {header['extends']} and has steps "
+                         "of its own.", hint="A variant only declares; move the steps.")
+    merged = _merge(base, header)
+    sc = Scenario(
+        name=name,
+        description=_text(merged.get("description"), "description", path),
+        source=base.source if base else path,
+        steps_script=base.steps_script if base else text,
+        shape=_shape(merged.get("topology"), path),
+        multipath=_text(merged.get("multipath", ""), "multipath", path),
+        steps=_deadlines(merged.get("steps"), path),
+        env=_env(merged.get("env"), path),
+        expect_fail=_strings(merged.get("expect_fail"), "expect_fail", path),
+        kernel_log_allow=_patterns(merged.get("kernel_log_allow"), path),
+        image=_text(merged.get("image", "mpio"), "image", path),
+        min_disk_mib=_positive(merged.get("min_disk_mib", XFS_MIN_MIB), "min_disk_mib", path),
+    )
+    if not sc.description:
+        raise SetupError(f"Scenario {path} has no description.",
+                         hint="Say what it proves: #: description: ...")
+    missing = sorted(set(_STEP_WITHOUT_SECONDS.findall(sc.steps_script)) - set(sc.steps))
+    if missing:
+        raise SetupError(f"Scenario {path} has step {missing[0]} without a deadline.",
+                         hint=f"Declare it: #: steps: {{{missing[0]}: SECONDS}}.")
+    return sc
+
+
+def _header(text: str, path: Path) -> dict[str, Any]:
+    """The YAML in the file's leading comment lines that start with #:."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        if line.startswith("#:"):
+            lines.append(line[3:] if line.startswith("#: ") else line[2:])
+    try:
+        data = parse_yaml("\n".join(lines)) if lines else {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line_no = f" (header line {where.line + 1})" if where is not None else ""
+        raise SetupError(f"The #: header of {path} is not valid YAML{line_no}.",
+                         hint="Fix its syntax.") from None
+    if not isinstance(data, dict):
+        raise SetupError(f"The #: header of {path} must be a YAML mapping (key: value).")
+    return data
+
+
+def _has_steps(text: str) -> bool:
+    return any(ln.strip() and not ln.lstrip().startswith("#") for ln in text.splitlines())
+
+
+def _merge(base: Scenario | None, header: dict[str, Any]) -> dict[str, Any]:
+    """A variant's declarations over its base's: mappings merge key by key, the rest
+    replaces."""
+    if base is None:
+        return header
+    merged: dict[str, Any] = {
+        "description": base.description, "multipath": base.multipath,
+        "topology": dataclasses.asdict(base.shape), "steps": dict(base.steps),
+        "env": dict(base.env), "expect_fail": list(base.expect_fail),
+        "kernel_log_allow": list(base.kernel_log_allow), "image": base.image,
+        "min_disk_mib": base.min_disk_mib,
+    }
+    for key, value in header.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _text(value: object, key: str, path: Path) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise SetupError(f"{key} in scenario {path} must be text.")
+    return value.strip() + ("\n" if key == "multipath" and value.strip() else "")
+
+
+def _shape(value: object, path: Path) -> Shape:
+    value = value or {}
+    if not isinstance(value, dict) or not set(value) <= {"luns", "paths", "lun_mib"} or not \
+            all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()
+                if v is not None):
+        raise SetupError(f"topology in scenario {path} must be {{luns: N, paths: N}} "
+                         "(and lun_mib: N), whole numbers.")
+    shape = Shape(**value)
+    problems = shape.problems()
+    if problems:
+        raise SetupError(f"topology in scenario {path}: {problems[0]}.")
+    return shape
+
+
+def _deadlines(value: object, path: Path) -> dict[str, float]:
+    value = value or {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and _IDENT.match(k) and isinstance(v, (int, float))
+            and not isinstance(v, bool) and v > 0 for k, v in value.items()):
+        raise SetupError(f"steps in scenario {path} must map step names to seconds "
+                         "(positive numbers).")
+    return {k: float(v) for k, v in value.items()}
+
+
+def _env(value: object, path: Path) -> dict[str, str]:
+    value = value or {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and _IDENT.match(k) for k in value):
         raise SetupError(f"env in scenario {path} must map NAME: value.")
-    host = data.get("host") or {}
-    if not isinstance(host, dict):
-        raise SetupError(f"host in scenario {path} must map event: [commands].")
-    serials = data.get("serials", ["MPIO", "MPIO"])
-    if not isinstance(serials, list) or not serials or not all(
-            isinstance(x, str) and _NAME.match(x) for x in serials):
-        raise SetupError(f"serials in scenario {path} must list one SCSI serial per path.")
-    allow = data.get("kernel_log_allow") or []
-    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
-        raise SetupError(f"kernel_log_allow in scenario {path} must list regular expressions.")
+    if any(k.startswith("MPIO_") for k in value):
+        raise SetupError(f"env in scenario {path} sets an MPIO_ name, which rapido-mpio sets.",
+                         hint="Declare the topology and the steps under their own keys.")
+    return {k: str(v) for k, v in value.items()}
+
+
+def _strings(value: object, key: str, path: Path) -> tuple[str, ...]:
+    value = value or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SetupError(f"{key} in scenario {path} must be a list of names.")
+    return tuple(value)
+
+
+def _patterns(value: object, path: Path) -> tuple[str, ...]:
+    allow = _strings(value, "kernel_log_allow", path)
     for pattern in allow:
         try:
             re.compile(pattern)
         except re.error as e:
             raise SetupError(f"kernel_log_allow in scenario {path}: {pattern!r} is not a "
                              f"regular expression ({e}).") from None
-    min_disk = data.get("min_disk_mib", XFS_MIN_MIB)
-    if not isinstance(min_disk, int) or isinstance(min_disk, bool) or min_disk <= 0:
-        raise SetupError(f"min_disk_mib in scenario {path} must be a positive whole number.")
-    return Scenario(
-        name=name,
-        description=str(data.get("description", "")),
-        image=str(data.get("image", "mpio")),
-        script=script,
-        env={str(k): str(v) for k, v in env.items()},
-        host={str(event): tuple(_command(c, path) for c in (cmds or []))
-              for event, cmds in host.items()},
-        serials=tuple(serials),
-        kernel_log_allow=tuple(allow),
-        min_disk_mib=min_disk,
-    )
+    return allow
 
 
-def _command(item: object, path: Path) -> MonitorCommand:
-    if isinstance(item, dict) and set(item) == {"hmp"} and isinstance(item["hmp"], str):
-        return MonitorCommand(hmp=item["hmp"])
-    if isinstance(item, dict) and "qmp" in item and set(item) <= {"qmp", "arguments"}:
-        args = item.get("arguments") or {}
-        if isinstance(item["qmp"], str) and isinstance(args, dict):
-            return MonitorCommand(qmp=item["qmp"], arguments=args)
-    raise SetupError(f"Bad host command {item!r} in scenario {path}.",
-                     hint="Write `- hmp: drive_del path0` or `- qmp: NAME` with `arguments:`.")
-
-
-def _yaml_mapping(path: Path) -> dict[str, Any]:
-    try:
-        data = parse_yaml(path.read_text())
-    except yaml.YAMLError:
-        raise SetupError(f"{path} is not valid YAML.", hint="Fix its syntax.") from None
-    if not isinstance(data, dict):
-        raise SetupError(f"{path} must be a YAML mapping.")
-    return data
+def _positive(value: object, key: str, path: Path) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise SetupError(f"{key} in scenario {path} must be a positive whole number.")
+    return value

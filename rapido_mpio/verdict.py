@@ -48,6 +48,16 @@ class Verdict:
     checks: tuple[Check, ...]
     reason: str  # one sentence for a human
     log_tail: tuple[str, ...] = ()
+    expect_fail: tuple[str, ...] = ()  # a negative control's declared failures
+
+    @property
+    def as_declared(self) -> bool | None:
+        """For a negative control: did it fail on exactly the checks it declares? (None for
+        a scenario that is not one.) The exit code stays the run's own: this is how a
+        report counts it, not what it is."""
+        if not self.expect_fail:
+            return None
+        return self.result == "FAIL" and {c.name for c in self.failed} == set(self.expect_fail)
 
     @property
     def failed(self) -> list[Check]:
@@ -63,6 +73,8 @@ class Verdict:
             "reason": self.reason,
             "checks": [dataclasses.asdict(c) for c in self.checks],
             "log_tail": list(self.log_tail),
+            "negative_control": None if not self.expect_fail else {
+                "expect_fail": list(self.expect_fail), "as_declared": self.as_declared},
         }
 
 
@@ -133,7 +145,19 @@ def _tail(console_log: Path) -> tuple[str, ...]:
     return tuple(ln.rstrip() for ln in lines[-TAIL_LINES:])
 
 
-def decide(record: RunRecord, scenario: str, allow: Iterable[str] = ()) -> Verdict:
+def decide(record: RunRecord, scenario: str, allow: Iterable[str] = (),
+           expect_fail: Iterable[str] = ()) -> Verdict:
+    v = dataclasses.replace(_decide(record, scenario, allow), expect_fail=tuple(expect_fail))
+    if v.as_declared is None:
+        return v
+    failed = ", ".join(c.name for c in v.failed) or "nothing"
+    note = ("A negative control, and it failed exactly as declared." if v.as_declared else
+            f"A negative control that did NOT fail as declared: expected "
+            f"{', '.join(v.expect_fail)}; failed {failed}.")
+    return dataclasses.replace(v, reason=f"{v.reason} {note}")
+
+
+def _decide(record: RunRecord, scenario: str, allow: Iterable[str]) -> Verdict:
     def verdict(result: str, code: ExitCode, reason: str, checks: list[Check] | None = None,
                 tail: bool = False) -> Verdict:
         return Verdict(scenario, result, code, tuple(checks or ()), reason,

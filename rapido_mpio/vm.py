@@ -24,9 +24,11 @@ from typing import TextIO
 from rapido_mpio import qemu
 from rapido_mpio.config import Config
 from rapido_mpio.console import Channel, ChannelClosed, ChannelTimeout, Message
+from rapido_mpio.faults import Action, FaultError, Faults
 from rapido_mpio.image import Image, assemble
 from rapido_mpio.monitor import Monitor, MonitorError
 from rapido_mpio.scenario import Scenario
+from rapido_mpio.topology import Topology
 
 CONNECT_TIMEOUT = 15.0  # QEMU connects to our sockets right after it starts
 SHUTDOWN_GRACE = 15.0  # after the verdict, for the guest's own reboot -f
@@ -54,7 +56,7 @@ class RunRecord:
     accel: str
     messages: list[Message] = dataclasses.field(default_factory=list)
     blocks: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-    host_actions: list[str] = dataclasses.field(default_factory=list)
+    actions: list[Action] = dataclasses.field(default_factory=list)  # faults, host and guest
     host_error: str | None = None
     timed_out: str | None = None  # what ran out of time: boot, step, scenario, shutdown
     hang: Hang | None = None
@@ -75,16 +77,18 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
     run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rapido-mpio-")))
-        with open(scratch / "lun.img", "wb") as f:
-            f.truncate(cfg.disk_size << 20)  # sparse: costs nothing until written
+        topology = Topology.build(scenario.shape, str(scratch), cfg.disk_size)
+        for disk in topology.disks:
+            with open(disk, "wb") as f:
+                f.truncate(topology.lun_mib << 20)  # sparse: costs nothing until written
         # kept with the run: qemu-cmd.sh rebuilds the initrd from it and the cached layers
         (run_dir / SCENARIO_LAYER).write_bytes(
             assemble(image, scenario, scratch / "initrd"))
         proto_listener = stack.enter_context(_listen(scratch / "proto.sock"))
         qmp_listener = stack.enter_context(_listen(scratch / "qmp.sock"))
-        machine = _machine(image, scenario, cfg, accel, binary, str(scratch), run_dir)
+        machine = _machine(image, topology, cfg, accel, binary, str(scratch), run_dir)
         argv = qemu.render(cfg.templates_dir, machine)
-        _save_rerun_script(machine, image, cfg, run_dir)
+        _save_rerun_script(machine, image, scenario, cfg, run_dir)
         record = RunRecord(run_dir, run_dir / "console.log", accel.reason)
         qemu_out = stack.enter_context(open(run_dir / "qemu.log", "w+"))
         protocol_log = stack.enter_context(open(run_dir / "protocol.log", "w"))
@@ -97,11 +101,11 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
         proto = stack.enter_context(_accept(proto_listener, proc))
         qmp = stack.enter_context(_accept(qmp_listener, proc))
         if proto is not None and qmp is not None:  # else QEMU exited: _reap records why
-            _converse(proc, proto, qmp, protocol_log, scenario, cfg, record, started)
+            _converse(proc, proto, qmp, protocol_log, topology, cfg, record, started)
     return record
 
 
-def _machine(image: Image, scenario: Scenario, cfg: Config, accel: qemu.Accel, binary: str,
+def _machine(image: Image, topology: Topology, cfg: Config, accel: qemu.Accel, binary: str,
              scratch: str, run_dir: Path) -> qemu.Machine:
     return qemu.Machine(
         binary=binary, accel=accel.name, cpu=accel.cpu, memory=cfg.memory, cpus=cfg.cpus,
@@ -110,24 +114,25 @@ def _machine(image: Image, scenario: Scenario, cfg: Config, accel: qemu.Accel, b
         cmdline=" ".join(filter(None, [qemu.BASE_CMDLINE, accel.cmdline, cfg.kernel_cmdline])),
         console_log=str(run_dir / "console.log"),
         proto_socket=f"{scratch}/proto.sock", qmp_socket=f"{scratch}/qmp.sock",
-        disk=f"{scratch}/lun.img", paths=qemu.paths(scenario.serials),
+        topology=topology,
     )
 
 
-def _save_rerun_script(machine: qemu.Machine, image: Image, cfg: Config,
+def _save_rerun_script(machine: qemu.Machine, image: Image, scenario: Scenario, cfg: Config,
                        run_dir: Path) -> None:
     """The same machine for a human: its own scratch dir, and sockets that wait for socat."""
     by_hand = dataclasses.replace(
         machine, socket_mode=",server=on,wait=off", initrd=f"{qemu.SCRATCH}/initrd",
-        console_log=f"{qemu.SCRATCH}/console.log", disk=f"{qemu.SCRATCH}/lun.img",
+        console_log=f"{qemu.SCRATCH}/console.log",
+        topology=Topology.build(scenario.shape, qemu.SCRATCH, cfg.disk_size),
         proto_socket=f"{qemu.SCRATCH}/proto.sock", qmp_socket=f"{qemu.SCRATCH}/qmp.sock")
     parts = [str(run_dir.resolve() / SCENARIO_LAYER), *map(str, image.layers)]
-    script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), cfg.disk_size, parts)
+    script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), by_hand.topology, parts)
     (run_dir / "qemu-cmd.sh").write_text(script)
 
 
 def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.socket,
-              protocol_log: TextIO, scenario: Scenario, cfg: Config, record: RunRecord,
+              protocol_log: TextIO, topology: Topology, cfg: Config, record: RunRecord,
               started: float) -> None:
     try:
         monitor = Monitor(qmp)
@@ -137,20 +142,33 @@ def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.s
         if proc.poll() is None:  # QEMU runs but its monitor does not answer
             record.host_error = f"QMP monitor unusable: {e}"
         return
-    _follow(Channel(proto, started, protocol_log), monitor, scenario, cfg, record, started)
+    faults = Faults(monitor, topology, started)
+    try:
+        _follow(Channel(proto, started, protocol_log), monitor, faults, cfg, record, started)
+    finally:
+        record.actions = faults.actions
+        monitor.close()
 
 
-def _follow(channel: Channel, monitor: Monitor, scenario: Scenario, cfg: Config,
+def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
             record: RunRecord, started: float) -> None:
     stage, deadline = "boot", started + cfg.boot_timeout
     step: tuple[str, float, float] | None = None  # name, declared seconds, began (monotonic)
     while True:
         step_deadline = step[2] + step[1] if step else deadline
+        due = faults.due()
         try:
-            msg = channel.receive(min(deadline, step_deadline))
+            msg = channel.receive(min(deadline, step_deadline, due or deadline))
         except ChannelClosed:
             return
         except ChannelTimeout:
+            if due is not None and time.monotonic() >= due:
+                try:
+                    faults.run_due()  # a schedule the guest asked for (flap_path)
+                except (FaultError, MonitorError) as e:
+                    record.host_error = f"scheduled fault failed: {e}"
+                    return
+                continue
             record.timed_out = "step" if step is not None and step_deadline < deadline \
                 else stage
             if stage != "shutdown" and record.first("START") is not None:
@@ -168,14 +186,19 @@ def _follow(channel: Channel, monitor: Monitor, scenario: Scenario, cfg: Config,
         elif msg.kind == "EVENT" and msg.text == "END":
             channel.acknowledge("END")  # everything before it has arrived: it may reboot
         elif msg.kind == "EVENT":
+            name, *args = msg.text.split()
             try:
-                for command in scenario.host.get(msg.text, ()):
-                    record.host_actions.append(f"{time.monotonic() - started:.2f}s "
-                                               f"{monitor.run(command)}")
+                faults.perform(name, tuple(args))
+            except FaultError as e:  # the scenario asked for something impossible
+                record.host_error = f"the scenario asked for {msg.text!r}: {e}"
+                return
             except MonitorError as e:
-                record.host_error = f"monitor command for event {msg.text!r} failed: {e}"
+                record.host_error = f"fault {msg.text!r} failed in QEMU: {e}"
                 return
             channel.acknowledge(msg.text)
+        elif msg.kind == "ACTION":  # a fault the guest made itself (offline_path, ...)
+            name, *args = msg.text.split()
+            faults.actions.append(Action(msg.at, name, tuple(args), 0.0, "in the guest"))
         elif msg.kind == "BEGIN":
             record.blocks[msg.text] = []
         elif msg.kind == "LINE":

@@ -98,8 +98,7 @@ def test_scenario_for_another_image(tmp_path: Path) -> None:
     _fake_image(tmp_path / "out")
     cut = tmp_path / "cut"
     (cut / "scenarios").mkdir(parents=True)
-    (cut / "scenarios" / "x.yaml").write_text("script: x.sh\nimage: bigger\n")
-    (cut / "scenarios" / "x.sh").write_text("true\n")
+    (cut / "scenarios" / "x.sh").write_text("#: description: x\n#: image: bigger\ntrue\n")
     p = run_cli("boot", "--output-dir", str(tmp_path / "out"), "--cut-dir", str(cut),
                 "--scenario", "x", cwd=tmp_path)
     assert_one_sentence(p, 255, "needs image bigger", "cut from mpio")
@@ -156,13 +155,30 @@ def test_lun_too_small_for_xfs_is_refused_before_boot(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_scenario_expecting_more_paths_than_it_declares(tmp_path: Path) -> None:
+@pytest.mark.parametrize("header, words", [
+    ("#: description: x\n#: topology: {luns: 17, paths: 2}\n", ["luns must be 1 to 16"]),
+    ("#: description: x\n#: topology: {luns: 1, paths: 9}\n", ["paths must be 1 to 8"]),
+    ("#: description: x\n#: colour: red\n", ["Unknown key 'colour'", "Known keys"]),
+    ("#: description: [x\n", ["not valid YAML"]),
+    ("#: topology: {luns: 1}\n", ["no description"]),
+    ("#: description: x\n#: env: {MPIO_LUNS: 3}\n", ["sets an MPIO_ name"]),
+    ("#: description: x\n#: extends: nothing-here\n", ["No scenario 'nothing-here'"]),
+])
+def test_broken_scenario_file(tmp_path: Path, header: str, words: list[str]) -> None:
     cut = tmp_path / "cut"
     (cut / "scenarios").mkdir(parents=True)
-    (cut / "scenarios" / "x.yaml").write_text("script: x.sh\nserials: [A]\nenv:\n  PATHS: 2\n")
-    (cut / "scenarios" / "x.sh").write_text("true\n")
+    (cut / "scenarios" / "x.sh").write_text(header + "mpio_check x PASS ok\n")
     p = run_cli("cut", "--cut-dir", str(cut), "--scenario", "x", cwd=tmp_path)
-    assert_one_sentence(p, 255, "expects 2 paths but declares 1")
+    assert_one_sentence(p, 255, *words)
+
+
+def test_step_without_a_deadline_is_refused(tmp_path: Path) -> None:
+    cut = tmp_path / "cut"
+    (cut / "scenarios").mkdir(parents=True)
+    (cut / "scenarios" / "x.sh").write_text("#: description: x\nmpio_step wait_a_bit\n")
+    p = run_cli("cut", "--cut-dir", str(cut), "--scenario", "x", cwd=tmp_path)
+    assert_one_sentence(p, 255, "step wait_a_bit without a deadline",
+                        "#: steps: {wait_a_bit: SECONDS}")
 
 
 def test_output_dir_that_cannot_be_written(tmp_path: Path) -> None:

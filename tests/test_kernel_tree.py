@@ -219,10 +219,10 @@ def test_bisect_led_astray_by_a_flip_says_not_confirmed(
     """Every commit flips a coin that FAILs 4 times in 5: git names some commit, and the
     confirmation runs (parent 4/4 PASS needed, 1 in 625) must refuse to bear it out."""
     cut = cut_dir_with_test_scenarios(tmp_path)
-    (cut / "scenarios" / "coin.yaml").unlink()
-    (cut / "scenarios" / "coin.yaml").write_text(
-        (TEST_SCENARIOS / "coin.yaml").read_text().replace("PASS_PERCENT: 50",
-                                                           "PASS_PERCENT: 20"))
+    (cut / "scenarios" / "coin.sh").unlink()
+    (cut / "scenarios" / "coin.sh").write_text(
+        (TEST_SCENARIOS / "coin.sh").read_text().replace("PASS_PERCENT: 50",
+                                                         "PASS_PERCENT: 20"))
     p = run_cli("bisect", "--good", BASE, "--bad", harmless_history, "--output-dir",
                 str(tmp_path / "out"), "--cut-dir", str(cut), "--scenario", "coin",
                 "--confirm", "4", env=tree.env, timeout=3000)

@@ -11,6 +11,7 @@ import pytest
 from rapido_mpio import qemu
 from rapido_mpio.config import REPO_ROOT
 from rapido_mpio.errors import SetupError
+from rapido_mpio.topology import Shape, Topology
 
 
 def _machine(**over: object) -> qemu.Machine:
@@ -18,7 +19,7 @@ def _machine(**over: object) -> qemu.Machine:
         binary="/usr/bin/qemu-system-x86_64", accel="tcg", cpu=None, memory=1024, cpus=2,
         bios=None, kernel="/k/bzImage", initrd="/o/initrd", cmdline="console=ttyS0 quiet",
         console_log="/runs/a,b/console.log", proto_socket="/t/proto.sock",
-        qmp_socket="/t/qmp.sock", disk="/t/lun,1.img", paths=qemu.paths())
+        qmp_socket="/t/qmp.sock", topology=Topology.build(Shape(), "/t/a,b", 320))
     values.update(over)
     return qemu.Machine(**values)  # type: ignore[arg-type]
 
@@ -28,9 +29,23 @@ def test_two_paths_to_one_lun() -> None:
     devices = [a for a in argv if a.startswith("scsi-hd,")]
     drives = [a for a in argv if a.startswith("if=none,")]
     assert len(devices) == 2 and len(drives) == 2
-    assert all("serial=MPIO" in d for d in devices)
-    assert all("file.locking=off" in d and "file=/t/lun,,1.img" in d for d in drives)
-    assert "id=path0" in drives[0] and "id=path1" in drives[1]
+    assert all("serial=MPIO0" in d for d in devices)
+    assert all("file.locking=off" in d and "file=/t/a,,b/lun0.img" in d for d in drives)
+    assert "id=l0p0," in drives[0] and "id=l0p1," in drives[1]
+    # path P of LUN L is target P, LUN L: the guest finds it at H:0:P:L
+    assert "drive=l0p1,id=l0p1dev," in devices[1] and "scsi-id=1,lun=0" in devices[1]
+
+
+def test_every_lun_has_its_file_and_every_path_its_device() -> None:
+    topology = Topology.build(Shape(luns=16, paths=4), "/t", 300)
+    argv = qemu.render(REPO_ROOT / "templates", _machine(topology=topology))
+    devices = [a for a in argv if a.startswith("scsi-hd,")]
+    assert len(devices) == 64 and len(set(devices)) == 64
+    assert len({d.split("serial=")[1].split(",")[0] for d in devices}) == 16
+    assert sum("file=/t/lun15.img" in a for a in argv) == 4
+    assert Shape(luns=2, paths=1).guest_table() == (
+        "0 0 0QEMU_QEMU_HARDDISK_MPIO0 0:0\n1 0 0QEMU_QEMU_HARDDISK_MPIO1 0:1\n")
+    assert Shape(luns=17).problems() and Shape(paths=9).problems()
 
 
 def test_values_stay_single_arguments() -> None:
@@ -47,19 +62,20 @@ def test_script_for_rerun_by_hand_runs(tmp_path: Path) -> None:
     """The saved script makes its own scratch dir, LUN and initrd, and quotes every
     argument."""
     argv = ["printf", "%s\\n", "console=ttyS0 quiet",
-            f"file,id=console,path={qemu.SCRATCH}/console.log", f"{qemu.SCRATCH}/lun.img"]
+            f"file,id=console,path={qemu.SCRATCH}/console.log", f"{qemu.SCRATCH}/lun0.img"]
     (tmp_path / "scenario layer").write_bytes(b"first")
     (tmp_path / "base").write_bytes(b"-second")
     script = tmp_path / "qemu-cmd.sh"
-    script.write_text(qemu.as_script(argv, 4, [str(tmp_path / "scenario layer"),
-                                               str(tmp_path / "base")]))
+    topology = Topology.build(Shape(luns=2, lun_mib=4), qemu.SCRATCH, 320)
+    script.write_text(qemu.as_script(argv, topology, [str(tmp_path / "scenario layer"),
+                                                      str(tmp_path / "base")]))
     out = subprocess.run(["sh", str(script)], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     run = Path(out[0].removeprefix("scratch directory: "))
     try:
         assert out[1:] == ["console=ttyS0 quiet", f"file,id=console,path={run}/console.log",
-                           f"{run}/lun.img"]
-        assert (run / "lun.img").stat().st_size == 4 << 20
+                           f"{run}/lun0.img"]
+        assert (run / "lun0.img").stat().st_size == (run / "lun1.img").stat().st_size == 4 << 20
         assert (run / "initrd").read_bytes() == b"first-second"
     finally:
         shutil.rmtree(run)
@@ -87,9 +103,3 @@ def test_accel_auto(tmp_path: Path) -> None:
 def test_accel_kvm_without_kvm_is_a_setup_error(tmp_path: Path) -> None:
     with pytest.raises(SetupError, match="/dev/kvm"):
         qemu.detect_accel("kvm", _cpuinfo(tmp_path, "vmx"), tmp_path / "missing")
-
-
-def test_serials_decide_how_many_luns() -> None:
-    argv = qemu.render(REPO_ROOT / "templates", _machine(paths=qemu.paths(("A", "B", "B"))))
-    devices = [a for a in argv if a.startswith("scsi-hd,")]
-    assert [d.split("serial=")[1].split(",")[0] for d in devices] == ["A", "B", "B"]

@@ -1,4 +1,4 @@
-"""Every scenario file, shipped and test-only, loads and is consistent with its script."""
+"""Every scenario file, shipped and test-only, loads and is consistent with its steps."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import pytest
 
 from rapido_mpio import scenario
 from rapido_mpio.config import REPO_ROOT
+from rapido_mpio.faults import Faults
 
 from .conftest import TEST_SCENARIOS, cut_dir_with_test_scenarios
 
-SHIPPED = sorted((REPO_ROOT / "cut" / "scenarios").glob("*.yaml"))
-TEST_ONLY = sorted(TEST_SCENARIOS.glob("*.yaml"))
+SHIPPED = sorted((REPO_ROOT / "cut" / "scenarios").glob("*.sh"))
+TEST_ONLY = sorted(TEST_SCENARIOS.glob("*.sh"))
+LIB = (REPO_ROOT / "cut/rootfs/usr/lib/mpio/lib.sh").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +24,32 @@ def cut_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("path", SHIPPED + TEST_ONLY, ids=lambda p: p.stem)
-def test_scenario_loads_and_its_script_has_what_it_uses(cut_dir: Path, path: Path) -> None:
+def test_scenario_loads_and_its_steps_have_what_they_use(cut_dir: Path, path: Path) -> None:
     sc = scenario.load(cut_dir, path.stem)
     sc.check_settings(320)  # the default LUN
     assert sc.description, "say what the scenario proves"
-    script = sc.script.read_text()
-    # every event the host is told to act on is one the script can signal
-    signalled = set(re.findall(r"mpio_signal ([\w-]+)", script))
-    assert set(sc.host) <= signalled, f"host: {set(sc.host)}, script signals {signalled}"
-    # every ${VAR} the script reads without a default comes from env: or from the guest
-    used = set(re.findall(r"\$\{?([A-Z][A-Z_]+)\b(?!:-)", script))
-    assert used - set(sc.env) - {"MPIO_SCENARIO", "MPIO_RUN"} == set()
+    steps = sc.steps_script
+    # every fault the steps ask for is one the host knows
+    asked = set(re.findall(r"mpio_fault (\w+)", steps))
+    unknown = asked - set(Faults.KINDS)
+    assert not unknown, f"faults the host does not know: {unknown}"
+    # every ${VAR} the steps read without a default comes from env: or from rapido-mpio
+    used = set(re.findall(r"\$\{?([A-Z][A-Z_]+)\b(?!:-)", steps))
+    assert used - set(sc.guest_env()) == set()
+    # a negative control names checks the steps can record
+    for name in sc.expect_fail:
+        assert re.search(rf"\b{name}\b", steps), f"{name} is no check of {sc.source.name}"
+
+
+def test_variant_lays_its_declarations_over_its_base(cut_dir: Path) -> None:
+    base = scenario.load(cut_dir, "failover")
+    variant = scenario.load(cut_dir, "all-paths-lost")
+    assert variant.steps_script == base.steps_script and variant.source == base.source
+    assert variant.env["FAULT_PATHS"] == "0 1" and variant.env["DATA_MIB"] == base.env["DATA_MIB"]
+    assert variant.steps == base.steps and variant.shape == base.shape
+    assert variant.expect_fail and not base.expect_fail
+    env = variant.guest_env()
+    assert env["MPIO_STEP_fault"] == "35" and env["MPIO_PATHS"] == "2"
 
 
 def test_test_only_scenarios_are_not_shipped() -> None:

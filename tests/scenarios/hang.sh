@@ -1,10 +1,15 @@
 # shellcheck shell=sh
+#: description: >-
+#:   Test only: I/O to a suspended multipath map blocks in the kernel, so the step that
+#:   issues it outlives its deadline; the host must take a task dump and name the step.
+#: env: {MAP_WAIT: 30}
+#: steps: {map: 40, write_to_suspended_map: 2}
 # Test only: a step that hangs in the kernel (D state), not in a shell loop.
-mpio_step map $((MAP_WAIT + 10))
-have_map() { map=$(mpio_map); [ -n "$map" ] && [ -b "/dev/mapper/$map" ]; }
+mpio_step map
+have_map() { map=$(mpio_lun_map 0); [ -n "$map" ] && [ -b "/dev/mapper/$map" ]; }
 mpio_wait_for "$MAP_WAIT" have_map
-map=$(mpio_map)
+map=$(mpio_lun_map 0)
 if dmsetup suspend "$map"; then mpio_check suspended PASS "$map"; else mpio_check suspended FAIL "$map"; fi
-mpio_step write_to_suspended_map 2
+mpio_step write_to_suspended_map
 dd if=/dev/zero of="/dev/mapper/$map" bs=4k count=1 oflag=direct
 mpio_check write_returned FAIL "it should have hung"

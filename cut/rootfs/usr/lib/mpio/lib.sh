@@ -9,6 +9,7 @@
 MPIO_RUN=${MPIO_RUN:-/run/mpio}
 MPIO_CHECKS=$MPIO_RUN/checks
 MPIO_TRACE=${MPIO_TRACE:-/sys/kernel/tracing}
+MPIO_TOPOLOGY=${MPIO_TOPOLOGY:-/etc/mpio/topology}
 
 mpio_open() {
 	stty -F /dev/ttyS1 raw -echo 2>/dev/null
@@ -52,9 +53,14 @@ mpio_requires() {
 	done
 }
 
-# mpio_step NAME SECONDS: the scenario enters step NAME, which must end within SECONDS. The
-# host holds the deadline: past it, it takes a task dump (sysrq w) and names the step.
-mpio_step() { mpio_say "STEP $1 $2"; }
+# mpio_step NAME [SECONDS]: the scenario enters step NAME, which must end within SECONDS
+# (by default the deadline the scenario declares in its #: steps:). The host holds the
+# deadline: past it, it takes a task dump (sysrq w) and names the step.
+mpio_step() {
+	seconds=${2:-}
+	[ -n "$seconds" ] || eval "seconds=\${MPIO_STEP_$1:-60}"
+	mpio_say "STEP $1 $seconds"
+}
 
 # mpio_verdict: the end marker, with the guest's own reading of its checks for the host to
 # cross-check (the host decides; a disagreement is a bug in rapido-mpio)
@@ -77,6 +83,10 @@ mpio_signal() {
 	mpio_log "no ack for $1 (got '${reply}')"
 	return 1
 }
+
+# mpio_fault NAME ARGS...: a fault the host makes (fail_path L P, remove_path L P,
+# restore_path L P, flap_path L P PERIOD COUNT); returns once it has really happened
+mpio_fault() { mpio_signal "$*"; }
 
 # mpio_block NAME COMMAND...: command output between markers, saved by the host as NAME.txt
 mpio_block() {
@@ -112,17 +122,50 @@ mpio_wait_for() {
 	done
 }
 
-# mpio_map: name of the first multipath map, empty if there is none
-mpio_map() {
-	dmsetup ls --target multipath 2>/dev/null | awk 'NR == 1 && $1 != "No" { print $1 }'
+# --- the topology: LUN L, path P (as the scenario declares them) in the guest ------------
+
+# mpio_wwid LUN: the LUN's WWID, which names its map's dm uuid (mpath-WWID)
+mpio_wwid() { awk -v l="$1" '$1 == l { print $3; exit }' "$MPIO_TOPOLOGY"; }
+
+# mpio_hctl LUN PATH: the path's SCSI address H:C:T:L; fails while the path is absent
+mpio_hctl() {
+	tl=$(awk -v l="$1" -v p="$2" '$1 == l && $2 == p { print $4; exit }' "$MPIO_TOPOLOGY")
+	for d in /sys/class/scsi_device/*:0:"$tl"; do
+		[ -e "$d" ] && { echo "${d##*/}"; return 0; }
+	done
+	return 1
+}
+
+# mpio_path_dev LUN PATH: the path's block device as MAJOR:MINOR
+mpio_path_dev() {
+	h=$(mpio_hctl "$1" "$2") || return 1
+	cat "/sys/class/scsi_device/$h/device/block/"*/dev 2>/dev/null
+}
+
+# mpio_lun_map LUN: the name of the LUN's multipath map, empty while there is none
+mpio_lun_map() {
+	w=$(mpio_wwid "$1")
+	dmsetup info -c --noheadings -o name,uuid --separator ' ' 2>/dev/null |
+		awk -v u="mpath-$w" '$2 == u { print $1; exit }'
+}
+
+# mpio_offline_path / mpio_online_path LUN PATH: a fault made in the guest, as systemd's
+# storage test does: SCSI rejects I/O to an offline device before dispatch
+mpio_offline_path() { _mpio_scsi_state "$1" "$2" offline offline_path; }
+mpio_online_path() { _mpio_scsi_state "$1" "$2" running online_path; }
+_mpio_scsi_state() {
+	h=$(mpio_hctl "$1" "$2") || { mpio_log "no path $2 of LUN $1"; return 1; }
+	echo "$3" > "/sys/class/scsi_device/$h/device/state" || return 1
+	mpio_say "ACTION $4 $1 $2 $h"
 }
 
 # mpio_path_states MAP: one line per path of MAP, "DEV KERNEL MULTIPATHD", in the table's
-# order (DEV is major:minor). A state is A (up), F (down), ? (anything else: multipathd's
-# checker still pending, say) or - (that side does not list the path). One awk for both
-# views: under TCG every process costs ~20 ms, and a sample should be quick.
+# order (DEV is major:minor); MAP "" means every multipath map. A state is A (up), F
+# (down), ? (anything else: multipathd's checker still pending, say) or - (that side does
+# not list the path). One awk for both views: under TCG every process costs ~20 ms, and a
+# sample should be quick.
 mpio_path_states() {
-	{ dmsetup status "$1"; echo --; multipathd show paths raw format "%m %D %t %T"; } 2>/dev/null |
+	{ dmsetup status --target multipath ${1:+"$1"}; echo --; multipathd show paths raw format "%m %D %t %T"; } 2>/dev/null |
 		awk -v map="$1" '
 		$0 == "--" { daemon = 1; next }
 		!daemon {
@@ -133,7 +176,7 @@ mpio_path_states() {
 				}
 			next
 		}
-		$1 == map {
+		map == "" ? $1 !~ /^(\[|-|$)/ : $1 == map {
 			s = "?"
 			if ($3 == "active" && $4 == "ready") s = "A"
 			else if ($3 == "failed" && ($4 == "faulty" || $4 == "shaky")) s = "F"
@@ -236,15 +279,15 @@ mpio_trace_start() {
 	echo 1 > "$MPIO_TRACE/events/block/block_rq_remap/enable"
 }
 
-# mpio_io_snapshot LABEL: "DEV remapped=N iorequest=N ioerr=N" per path of the map, kept in
-# $MPIO_RUN/io-LABEL and sent to the host as block io-LABEL
+# mpio_io_snapshot LABEL MAP: "DEV remapped=N iorequest=N ioerr=N" per path of MAP, kept
+# in $MPIO_RUN/io-LABEL and sent to the host as block io-LABEL
 mpio_io_snapshot() {
 	out=$MPIO_RUN/io-$1
 	overrun=$(cat "$MPIO_TRACE"/per_cpu/cpu*/stats 2>/dev/null | awk '$1 == "overrun:" { n += $2 } END { print n + 0 }')
 	awk '{ for (i = 1; i < NF; i++) if ($i == "block_rq_remap:") { split($(i + 1), d, ","); n[d[1] ":" d[2]]++ } }
 		END { for (p in n) print p, n[p] }' "$MPIO_TRACE/trace" 2>/dev/null > "$out.remap"
 	: > "$out"
-	for dev in $(mpio_path_states "$(mpio_map)" | awk '{ print $1 }'); do
+	for dev in $(mpio_path_states "$2" | awk '{ print $1 }'); do
 		remapped=$(awk -v p="$dev" '$1 == p { print $2 }' "$out.remap")
 		req=$(cat "/sys/dev/block/$dev/device/iorequest_cnt" 2>/dev/null || echo 0)
 		err=$(cat "/sys/dev/block/$dev/device/ioerr_cnt" 2>/dev/null || echo 0)
@@ -256,10 +299,11 @@ mpio_io_snapshot() {
 # mpio_check_path_io NAME FROM TO: judges the requests dm dispatched to each path between
 # snapshots FROM and TO, taken after a settled check. A path that check found down may get
 # at most IO_MARGIN of them (the path checker's probes are not dispatched through the map,
-# so a good kernel sends it none); the paths found up must carry at least IO_MIN.
+# so a good kernel sends it none); the paths found up must carry at least IO_MIN between
+# them, and each at least IO_EACH (a reinstated path must carry I/O again).
 mpio_check_path_io() {
 	name=$1 from=$MPIO_RUN/io-$2 to=$MPIO_RUN/io-$3
-	observed=$(awk -v margin="${IO_MARGIN:-2}" -v min="${IO_MIN:-8}" '
+	observed=$(awk -v margin="${IO_MARGIN:-2}" -v min="${IO_MIN:-8}" -v each="${IO_EACH:-0}" '
 		FILENAME == ARGV[1] { state[$1] = $2; next }
 		FILENAME == ARGV[2] { split($2, r, "="); before[$1] = r[2]; next }
 		{
@@ -270,6 +314,7 @@ mpio_check_path_io() {
 				if (delta > margin) { bad = bad " down_path_" $1 "_got_" delta "_(max_" margin ")" }
 			} else {
 				up = up " up " $1 " +" delta; carried += delta
+				if (delta < each) bad = bad " up_path_" $1 "_got_" delta "_(min_" each ")"
 			}
 		}
 		END {

@@ -1,4 +1,6 @@
 # shellcheck shell=sh
+#: description: Test only. A kernel message with WARNING in it, which must fail the run.
+#: env: {KERNEL_WARNING: 1}
 # Test only: messages with WARNING: in them, from userspace (on the console and through
 # /dev/kmsg, as multipathd's "option ... is deprecated" would be) and, when KERNEL_WARNING
 # is 1, from the kernel itself: dm logs the unknown target type it was given, verbatim.
