@@ -265,6 +265,53 @@ mpio_settle() {
 	done
 }
 
+# --- common steps ---------------------------------------------------------------------
+
+# mpio_map_with_xfs LUN PATHS SECONDS: wait for the LUN's map; while its paths settle
+# (check map_paths: PATHS up, none down) make XFS on it, mount it on /mnt and write
+# DATA_MIB MiB of random data to /mnt/data, on disk before anything else happens. Sets
+# map, dev and before (the data's sha256). Fails when there is no map, no filesystem, or
+# the paths did not settle.
+mpio_map_with_xfs() {
+	lun=$1
+	_mpio_have_map() { map=$(mpio_lun_map "$lun"); [ -n "$map" ] && [ -b "/dev/mapper/$map" ]; }
+	if ! mpio_wait_for "$3" _mpio_have_map; then
+		mpio_check map_paths FAIL "no map for LUN $lun ($(mpio_wwid "$lun"))"
+		return 1
+	fi
+	map=$(mpio_lun_map "$lun")
+	dev=/dev/mapper/$map
+	mpio_settle map_paths "$map" "$2" 0 "$3" &
+	settling=$!
+	mkfs.xfs -f -q "$dev" && mount -t xfs "$dev" /mnt
+	mpio_expect mounted yes "$(grep -q ' /mnt xfs ' /proc/mounts && echo yes || echo no)"
+	if mpio_passed mounted; then
+		dd if=/dev/urandom of=/mnt/data bs=1M count="${DATA_MIB:-4}" 2>/dev/null
+		sync
+		before=$(sha256sum /mnt/data | cut -d' ' -f1)
+	fi
+	wait "$settling"
+	settled=$?
+	mpio_block multipath-before multipath -ll
+	[ "$settled" = 0 ] && mpio_passed mounted
+}
+
+# mpio_check_data NAME: /mnt/data reads back from the device (not the page cache) with the
+# checksum it was written with
+mpio_check_data() {
+	mpio_requires "$1" mounted || return 1
+	echo 3 > /proc/sys/vm/drop_caches
+	sum=$(timeout 30 sha256sum /mnt/data 2>/dev/null | cut -d' ' -f1)
+	mpio_expect "$1" "$before" "${sum:-unreadable}"
+}
+
+# mpio_umount: /mnt unmounts (check umount), when it was mounted
+mpio_umount() {
+	mpio_passed mounted || return 0
+	timeout 30 umount /mnt
+	mpio_expect umount ok "$(grep -q ' /mnt ' /proc/mounts && echo busy || echo ok)"
+}
+
 # --- per-path I/O accounting --------------------------------------------------------------
 # Counted where dm-multipath dispatches: the block_rq_remap tracepoint fires for every
 # request dm sends to a path, whatever then happens to it. The SCSI device's own counters
@@ -296,14 +343,18 @@ mpio_io_snapshot() {
 	mpio_send "io-$1" < "$out"
 }
 
-# mpio_check_path_io NAME FROM TO: judges the requests dm dispatched to each path between
-# snapshots FROM and TO, taken after a settled check. A path that check found down may get
-# at most IO_MARGIN of them (the path checker's probes are not dispatched through the map,
-# so a good kernel sends it none); the paths found up must carry at least IO_MIN between
-# them, and each at least IO_EACH (a reinstated path must carry I/O again).
+# mpio_expect_up MAP: from now on every path of MAP counts as up for mpio_check_path_io,
+# whatever the last settled check found (a path that should be back must carry I/O)
+mpio_expect_up() { mpio_path_states "$1" | awk '{ print $1, "A", "A" }' > "$MPIO_RUN/settled"; }
+
+# mpio_check_path_io NAME FROM TO [EACH]: judges the requests dm dispatched to each path
+# between snapshots FROM and TO, taken after a settled check. A path that check found down
+# may get at most IO_MARGIN of them (the path checker's probes are not dispatched through
+# the map, so a good kernel sends it none); the paths found up must carry at least IO_MIN
+# between them, and each at least EACH (a reinstated path must carry I/O again).
 mpio_check_path_io() {
 	name=$1 from=$MPIO_RUN/io-$2 to=$MPIO_RUN/io-$3
-	observed=$(awk -v margin="${IO_MARGIN:-2}" -v min="${IO_MIN:-8}" -v each="${IO_EACH:-0}" '
+	observed=$(awk -v margin="${IO_MARGIN:-2}" -v min="${IO_MIN:-8}" -v each="${4:-0}" '
 		FILENAME == ARGV[1] { state[$1] = $2; next }
 		FILENAME == ARGV[2] { split($2, r, "="); before[$1] = r[2]; next }
 		{
