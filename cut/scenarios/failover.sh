@@ -26,6 +26,7 @@
 # 1. the map, every path up in the kernel and in multipathd, settled, with XFS and data
 mpio_step map_and_filesystem
 mpio_map_with_xfs 0 "$WANT_PATHS" "$MAP_WAIT" || return 0
+map=$(mpio_lun_map 0)
 mpio_io_snapshot before "$map"
 
 # 2. the fault lands while a direct-I/O writer is in flight, so data I/O, not multipathd's

@@ -6,8 +6,7 @@
 #: steps: {map: 40, write_to_suspended_map: 2}
 # Test only: a step that hangs in the kernel (D state), not in a shell loop.
 mpio_step map
-have_map() { map=$(mpio_lun_map 0); [ -n "$map" ] && [ -b "/dev/mapper/$map" ]; }
-mpio_wait_for "$MAP_WAIT" have_map
+mpio_wait_for "$MAP_WAIT" mpio_have_map 0
 map=$(mpio_lun_map 0)
 if dmsetup suspend "$map"; then mpio_check suspended PASS "$map"; else mpio_check suspended FAIL "$map"; fi
 mpio_step write_to_suspended_map

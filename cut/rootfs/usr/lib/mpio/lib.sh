@@ -267,15 +267,17 @@ mpio_settle() {
 
 # --- common steps ---------------------------------------------------------------------
 
+# mpio_have_map LUN: the LUN's map exists, with its device node
+mpio_have_map() { m=$(mpio_lun_map "$1"); [ -n "$m" ] && [ -b "/dev/mapper/$m" ]; }
+
 # mpio_map_with_xfs LUN PATHS SECONDS: wait for the LUN's map; while its paths settle
 # (check map_paths: PATHS up, none down) make XFS on it, mount it on /mnt and write
-# DATA_MIB MiB of random data to /mnt/data, on disk before anything else happens. Sets
-# map, dev and before (the data's sha256). Fails when there is no map, no filesystem, or
+# DATA_MIB MiB of random data to /mnt/data, on disk before anything else happens (its
+# sha256 is kept for mpio_check_data). Fails when there is no map, no filesystem, or
 # the paths did not settle.
 mpio_map_with_xfs() {
 	lun=$1
-	_mpio_have_map() { map=$(mpio_lun_map "$lun"); [ -n "$map" ] && [ -b "/dev/mapper/$map" ]; }
-	if ! mpio_wait_for "$3" _mpio_have_map; then
+	if ! mpio_wait_for "$3" mpio_have_map "$lun"; then
 		mpio_check map_paths FAIL "no map for LUN $lun ($(mpio_wwid "$lun"))"
 		return 1
 	fi
