@@ -111,6 +111,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Debian package of the built-in default kernel; downloaded and unpacked into the "
             "cache, never installed."),
     Setting("scenario", str, "failover", "Scenario to run: cut/scenarios/<name>.sh."),
+    Setting("scenario_env", str, "",
+            "Overrides of the scenario's env, NAME=VALUE,NAME=VALUE (SEED=1234 replays "
+            "offline-one-by-one's order)."),
     Setting("cut_dir", Path, REPO_ROOT / "cut", "Directory of image manifests and scenarios."),
     Setting("templates_dir", Path, REPO_ROOT / "templates", "Directory of Jinja2 templates."),
     Setting("output_dir", Path, REPO_ROOT / "mpio-out",
@@ -147,6 +150,7 @@ class Config:
     kernel_build: Path | None
     default_kernel: str
     scenario: str
+    scenario_env: str
     cut_dir: Path
     templates_dir: Path
     output_dir: Path

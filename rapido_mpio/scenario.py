@@ -63,6 +63,19 @@ class Scenario:
                     "MPIO_SCENARIO": self.name})
         return out
 
+    def with_env(self, overrides: str) -> Scenario:
+        """The scenario with env values from the command line (NAME=VALUE,NAME=VALUE); only
+        names it declares, so a typo cannot pass unnoticed."""
+        env = dict(self.env)
+        for item in filter(None, (i.strip() for i in overrides.split(","))):
+            name, eq, value = item.partition("=")
+            if not eq or name not in env:
+                raise SetupError(f"Scenario {self.name} has no env {name!r} to set.",
+                                 hint="Its env: " + (", ".join(sorted(env)) or "none") +
+                                 "; write NAME=VALUE,NAME=VALUE.")
+            env[name] = value
+        return dataclasses.replace(self, env=env)
+
     def check_settings(self, disk_mib: int) -> None:
         """Refuse, before any boot, settings this scenario cannot work with: a run that fails
         on them would blame the kernel for a setup mistake."""

@@ -20,7 +20,7 @@ def guest_sh(script: str, tmp_path: Path, **env: str) -> str:
     channel = tmp_path / "channel"
     full = (f"exec 3>{channel}\nMPIO_RUN={tmp_path}\nMPIO_SCENARIO=failover\n"
             f". {LIB}\n{script}\n")
-    subprocess.run(["busybox", "sh", "-c", full], check=True, capture_output=True,
+    subprocess.run(["/bin/busybox", "sh", "-c", full], check=True, capture_output=True,
                    env={"PATH": "/usr/bin:/bin", **env})
     return channel.read_text()
 
@@ -131,3 +131,22 @@ def test_path_io_judges_the_failed_path_and_the_survivors(tmp_path: Path) -> Non
     assert found["good"] == ("PASS", "down_8:0_+0_up_8:16_+40")
     assert found["bad"][0] == "FAIL"
     assert "down_path_8:0_got_77_(max_2)" in found["bad"][1]
+
+
+def test_shuffle_replays_from_its_seed(tmp_path: Path) -> None:
+    """offline-one-by-one's order: the same seed gives the same order (with the image's
+    busybox awk), so a failure can be replayed; other seeds give other orders."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for applet in ("awk", "seq", "sort"):
+        (bin_dir / applet).symlink_to("/bin/busybox")
+
+    def order(seed: int) -> str:
+        channel = guest_sh(f'mpio_shuffle {seed} 8 | mpio_send order', tmp_path,
+                           PATH=str(bin_dir))
+        return " ".join(ln.split()[-1] for ln in channel.splitlines() if " order " in ln)
+
+    first = order(43097)
+    assert sorted(first.split()) == [str(i) for i in range(8)]
+    assert order(43097) == first
+    assert len({order(seed) for seed in range(1, 6)}) > 1

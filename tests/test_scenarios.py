@@ -38,7 +38,8 @@ def test_scenario_loads_and_its_steps_have_what_they_use(cut_dir: Path, path: Pa
     assert used - set(sc.guest_env()) == set()
     # a negative control names checks the steps can record
     for name in sc.expect_fail:
-        assert re.search(rf"\b{name}\b", steps + LIB), f"{name} is no check of {sc.name}"
+        stem = re.sub(r"_\d+$", "_", name)  # io_after_offline_2: a check made in a loop
+        assert re.search(rf"\b{re.escape(stem)}", steps + LIB), f"{name}: no check of {sc.name}"
 
 
 def test_variant_lays_its_declarations_over_its_base(cut_dir: Path) -> None:

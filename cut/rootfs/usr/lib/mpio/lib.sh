@@ -265,6 +265,13 @@ mpio_settle() {
 	done
 }
 
+# mpio_shuffle SEED N: 0 .. N-1 in an order that SEED decides (the same seed, the same
+# order: a failure can be replayed)
+mpio_shuffle() {
+	seq 0 $(($2 - 1)) | awk -v seed="$1" 'BEGIN { srand(seed) } { print rand(), $1 }' |
+		sort -n | awk '{ print $2 }'
+}
+
 # --- common steps ---------------------------------------------------------------------
 
 # mpio_have_map LUN: the LUN's map exists, with its device node
@@ -302,10 +309,18 @@ mpio_map_with_xfs() {
 # checksum it was written with
 mpio_check_data() {
 	mpio_requires "$1" mounted || return 1
+	mpio_expect "$1" "$(mpio_data_written)" "$(mpio_data_read)"
+}
+
+# mpio_data_read: /mnt/data's sha256 as read from the device now, or "unreadable"
+mpio_data_read() {
 	echo 3 > /proc/sys/vm/drop_caches
 	sum=$(timeout 30 sha256sum /mnt/data 2>/dev/null | cut -d' ' -f1)
-	mpio_expect "$1" "$before" "${sum:-unreadable}"
+	echo "${sum:-unreadable}"
 }
+
+# mpio_data_written: the sha256 /mnt/data was written with
+mpio_data_written() { echo "$before"; }
 
 # mpio_umount: /mnt unmounts (check umount), when it was mounted
 mpio_umount() {
