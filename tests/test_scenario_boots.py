@@ -1,0 +1,120 @@
+"""Every shipped scenario booted for real, on Debian's default kernel and on the minimal
+kernel built from Debian's 6.1 source: each PASSes on these good kernels, twice in a row,
+and each negative control FAILs on exactly the checks it declares, through the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import last_result, qemu_processes_for, run_cli
+from .kernel_tree import ensure
+
+pytestmark = pytest.mark.integration
+
+
+def _actions(result: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(a["action"], a["detail"]) for a in result["actions"]]
+
+
+def _observed(result: dict[str, Any], check: str) -> str:
+    return next(str(c["observed"]) for c in result["checks"] if c["name"] == check)
+
+
+def reinstate(result: dict[str, Any], run: Path) -> None:
+    (fail, _), (restore, detail) = _actions(result)
+    assert (fail, restore) == ("fail_path", "restore_path")
+    # the dead device is removed first (its drive is gone), then a new one takes its place
+    assert "DEVICE_DELETED after" in detail and "device_add l0p0g1dev" in detail
+    assert _observed(result, "paths_after_restore") == "2_active_0_failed"
+    assert "active ready" in (run / "multipath-restored.txt").read_text()
+
+
+def reinstate_online(result: dict[str, Any], run: Path) -> None:
+    assert [(a["action"], a["detail"]) for a in result["actions"]] == [
+        ("offline_path", "in the guest"), ("online_path", "in the guest")]
+
+
+def remove_readd(result: dict[str, Any], run: Path) -> None:
+    (remove, detail), (restore, _) = _actions(result)
+    assert (remove, restore) == ("remove_path", "restore_path")
+    assert "DEVICE_DELETED after" in detail
+    # the map dropped the removed path instead of holding it as failed
+    assert _observed(result, "paths_after_fault") == "1_active_0_failed"
+
+
+def all_paths_down(result: dict[str, Any], run: Path) -> None:
+    assert "queue_if_no_path" in (run / "table-down.txt").read_text()
+    assert [a for a, _ in _actions(result)] == ["fail_path", "fail_path", "restore_path"]
+
+
+def all_paths_down_fail(result: dict[str, Any], run: Path) -> None:
+    assert "queue_if_no_path" not in (run / "table-down.txt").read_text()
+    assert _observed(result, "writer_failed").startswith("exit_1_within_")
+
+
+def offline_one_by_one(result: dict[str, Any], run: Path) -> None:
+    assert _observed(result, "maps") == "16_maps"
+    assert _observed(result, "all_paths") == "64_active_0_failed"
+    order = (run / "offline-order.txt").read_text().split("order=")[1].split()
+    offlined = [a["args"][1] for a in result["actions"] if a["action"] == "offline_path"]
+    assert offlined == order and len(order) == 3
+
+
+PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
+    "failover-offline": None,
+    "reinstate": reinstate,
+    "reinstate-online": reinstate_online,
+    "remove-readd": remove_readd,
+    "all-paths-down": all_paths_down,
+    "all-paths-down-fail": all_paths_down_fail,
+    "offline-one-by-one": offline_one_by_one,
+    "offline-one-by-one-small": None,
+}
+CONTROLS = ["all-paths-lost", "no-second-path", "reinstate-skipped", "all-paths-down-unqueued",
+            "all-paths-down-queued", "offline-one-by-one-too-far"]
+
+
+@pytest.fixture(scope="module", params=["default", "minimal"])
+def kernel(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """An image cut once per kernel; every scenario boots on it (no new cut)."""
+    env = {} if request.param == "default" else ensure().env
+    out = tmp_path_factory.mktemp(f"out-{request.param}")
+    p = run_cli("cut", "--output-dir", str(out), env=env)
+    assert p.returncode == 0, p.stderr
+    return out, env
+
+
+@pytest.mark.parametrize("scenario", PASSING)
+def test_scenario_passes_on_a_good_kernel(kernel: tuple[Path, dict[str, str]],
+                                          scenario: str) -> None:
+    out, env = kernel
+    p = run_cli("boot", "--output-dir", str(out), "--scenario", scenario, "--repeat", "2",
+                env=env, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"{scenario}: 2/2 PASS" in p.stdout
+    extra = PASSING[scenario]
+    if extra is not None:
+        extra(last_result(out), (out / "last").resolve())
+    assert qemu_processes_for(out) == []
+
+
+@pytest.mark.parametrize("scenario", CONTROLS)
+def test_negative_control_fails_as_declared(kernel: tuple[Path, dict[str, str]],
+                                            scenario: str) -> None:
+    out, env = kernel
+    p = run_cli("boot", "--output-dir", str(out), "--scenario", scenario, env=env)
+    assert p.returncode == 1, p.stdout + p.stderr
+    result = last_result(out)
+    declared = result["negative_control"]["expect_fail"]
+    failed = [c["name"] for c in result["checks"] if c["status"] == "FAIL"]
+    assert sorted(failed) == sorted(declared), json.dumps(result["checks"], indent=1)
+    assert result["negative_control"]["as_declared"] is True
+    assert "failed exactly as declared" in p.stdout
+    assert qemu_processes_for(out) == []
