@@ -74,18 +74,23 @@ class Image:
     kernel_release: str
     kernel_label: str
     layers: tuple[Path, ...]
+    # the dm-multipath path selectors the kernel has (None: an image.json from before this)
+    selectors: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "manifest": self.manifest, "kernel_image": str(self.kernel_image),
             "kernel_release": self.kernel_release, "kernel_label": self.kernel_label,
             "layers": [str(p) for p in self.layers],
+            "selectors": None if self.selectors is None else list(self.selectors),
         }
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Image:
+        selectors = data.get("selectors")
         return Image(data["manifest"], Path(data["kernel_image"]), data["kernel_release"],
-                     data["kernel_label"], tuple(Path(p) for p in data["layers"]))
+                     data["kernel_label"], tuple(Path(p) for p in data["layers"]),
+                     None if selectors is None else tuple(selectors))
 
     @property
     def size(self) -> int:
@@ -310,13 +315,30 @@ def _shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+# dm-multipath's path selectors and the options that build them (round-robin comes with
+# dm-multipath itself)
+SELECTOR_OPTIONS = {
+    "round-robin": "CONFIG_DM_MULTIPATH",
+    "queue-length": "CONFIG_DM_MULTIPATH_QL",
+    "service-time": "CONFIG_DM_MULTIPATH_ST",
+    "historical-service-time": "CONFIG_DM_MULTIPATH_HST",
+    "io-affinity": "CONFIG_DM_MULTIPATH_IOA",
+}
+
+
+def kernel_selectors(config: dict[str, str]) -> tuple[str, ...]:
+    return tuple(name for name, option in SELECTOR_OPTIONS.items()
+                 if config.get(option) in ("y", "m"))
+
+
 def cut(manifest: Manifest, kernel: Kernel, cache_dir: Path, out_dir: Path,
         compression: str) -> Image:
     """Build (or reuse) the cached layers and write out_dir/image.json."""
     base = build_base(manifest, cache_dir, compression)
     mods = build_modules(manifest, kernel, cache_dir, compression)
     layers = tuple(p for p in (base, mods) if p is not None)
-    image = Image(manifest.path.stem, kernel.image, kernel.release, kernel.label, layers)
+    image = Image(manifest.path.stem, kernel.image, kernel.release, kernel.label, layers,
+                  kernel_selectors(kernel.config))
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".image.json"
     tmp.write_text(json.dumps(image.to_json(), indent=2) + "\n")

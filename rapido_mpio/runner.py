@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from rapido_mpio.config import Config
-from rapido_mpio.errors import ExitCode, MpioError, SetupError
+from rapido_mpio.errors import ExitCode, MpioError, SetupError, UntestableKernel
 
 if TYPE_CHECKING:  # cut must not pay for importing the boot side
     from rapido_mpio.image import Image
+    from rapido_mpio.scenario import Scenario
     from rapido_mpio.verdict import Verdict
 
 
@@ -89,6 +90,7 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
                          f"{cfg.output_dir / 'image'} was cut from {img.manifest}.",
                          hint=f"Cut it again with --scenario {sc.name}, or use run.")
     sc.check_settings(cfg.disk_size)
+    _check_selectors(sc, img)
     run_dir = _new_run_dir(cfg.output_dir, sc.name)
     record = vm.boot(img, sc, cfg, run_dir)
     result = verdict.decide(record, sc.name, sc.kernel_log_allow, sc.expect_fail)
@@ -118,6 +120,20 @@ def repeat(cfg: Config, times: int, out: TextIO = sys.stdout,
     if times > 1:
         print(result.distribution(), file=out)
     return result
+
+
+def _check_selectors(sc: Scenario, img: Image) -> None:
+    """A kernel without the path selector a scenario names cannot run it: that says nothing
+    about its dm-multipath, so it is untestable, not a FAIL."""
+    from rapido_mpio.image import SELECTOR_OPTIONS
+
+    missing = sorted(sc.selectors() - set(img.selectors or sc.selectors()))
+    if missing:
+        options = ", ".join(SELECTOR_OPTIONS.get(m, "?") for m in missing)
+        raise UntestableKernel(
+            f"Scenario {sc.name} uses the {', '.join(missing)} path selector, which "
+            f"{img.kernel_label} lacks ({options}).",
+            hint="Enable it and rebuild, or choose another scenario.")
 
 
 def _writable(path: Path, output_dir: Path) -> Path:

@@ -63,6 +63,10 @@ class Scenario:
                     "MPIO_SCENARIO": self.name})
         return out
 
+    def selectors(self) -> set[str]:
+        """The path selectors its multipath settings name."""
+        return set(re.findall(r'^\s*path_selector\s+"?([\w-]+)', self.multipath, re.M))
+
     def with_env(self, overrides: str) -> Scenario:
         """The scenario with env values from the command line (NAME=VALUE,NAME=VALUE); only
         names it declares, so a typo cannot pass unnoticed."""

@@ -195,3 +195,20 @@ def test_bad_counts_are_usage_errors(tmp_path: Path, flag: str) -> None:
     p = run_cli(command, *extra, flag, "-1", cwd=tmp_path)
     assert p.returncode == 255 and "want a whole number" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_kernel_without_the_scenarios_path_selector_is_untestable(tmp_path: Path) -> None:
+    """Not a FAIL: a missing selector says nothing about the kernel's dm-multipath."""
+    out = tmp_path / "out"
+    _fake_image(out)
+    image = json.loads((out / "image/image.json").read_text())
+    image["selectors"] = ["round-robin", "service-time"]
+    (out / "image/image.json").write_text(json.dumps(image))
+    cut = tmp_path / "cut"
+    (cut / "scenarios").mkdir(parents=True)
+    (cut / "scenarios" / "x.sh").write_text(
+        '#: description: x\n#: multipath: |\n#:   defaults {\n'
+        '#:   \tpath_selector "queue-length 0"\n#:   }\nmpio_check x PASS ok\n')
+    p = run_cli("boot", "--output-dir", str(out), "--cut-dir", str(cut), "--scenario", "x",
+                cwd=tmp_path)
+    assert_one_sentence(p, 125, "uses the queue-length path selector", "CONFIG_DM_MULTIPATH_QL")
