@@ -157,17 +157,19 @@ def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
     while True:
         step_deadline = step[2] + step[1] if step else deadline
         due = faults.due()
+        if due is not None and time.monotonic() >= due:
+            try:  # a schedule the guest asked for (flap_path), before any more messages
+                faults.run_due()
+            except (FaultError, MonitorError) as e:
+                record.host_error = f"scheduled fault failed: {e}"
+                return
+            continue
         try:
             msg = channel.receive(min(deadline, step_deadline, due or deadline))
         except ChannelClosed:
             return
         except ChannelTimeout:
             if due is not None and time.monotonic() >= due:
-                try:
-                    faults.run_due()  # a schedule the guest asked for (flap_path)
-                except (FaultError, MonitorError) as e:
-                    record.host_error = f"scheduled fault failed: {e}"
-                    return
                 continue
             record.timed_out = "step" if step is not None and step_deadline < deadline \
                 else stage

@@ -233,3 +233,19 @@ def test_zstd_layers_boot(tmp_path: Path) -> None:
     layers = json.loads((tmp_path / "image" / "image.json").read_text())["layers"]
     assert all(Path(layer).read_bytes()[:4] == b"\x28\xb5\x2f\xfd" for layer in layers)
     assert (tmp_path / "last" / "scenario.cpio").read_bytes()[:6] == b"070701"
+
+
+def test_flap_runs_on_a_timer_without_holding_the_guest(test_cut: Path, tmp_path: Path) -> None:
+    """flap_path is acknowledged at once; the host then fails and restores the path on its
+    own clock while the guest writes, and records each action with its time."""
+    p = run_cli("run", "--output-dir", str(tmp_path), "--cut-dir", str(test_cut),
+                "--scenario", "flap")
+    assert p.returncode == 0, p.stdout + p.stderr
+    actions = last_result(tmp_path)["actions"]
+    assert [a["action"] for a in actions] == ["flap_path", "fail_path", "restore_path",
+                                              "fail_path", "restore_path"]
+    at = [a["at"] for a in actions[1:]]
+    gaps = [b - a for a, b in zip(at, at[1:], strict=False)]
+    assert all(0.8 < g < 1.6 for g in gaps), at  # fail, restore 1 s later, every 2 s
+    assert actions[3]["detail"] == "drive_del l0p0g1"  # the restored path fails in its turn
+    assert qemu_processes_for(tmp_path) == []
