@@ -386,7 +386,7 @@ mpio_check_path_io() {
 			}
 		}
 		END {
-			if (carried < min) bad = bad " up_paths_carried_" carried "_(min_" min ")"
+			if (carried < min) bad = bad " up_paths_carried_" carried + 0 "_(min_" min ")"
 			print (bad ? "FAIL" : "PASS") down up (bad ? ":" bad : "")
 		}' "$MPIO_RUN/settled" "$from" "$to")
 	mpio_check "$name" "${observed%% *}" "${observed#* }"
