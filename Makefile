@@ -37,7 +37,7 @@ lint:
 	$(VENV)/bin/mypy
 	# the guest side runs under busybox sh; what it sources exists only in the image
 	shellcheck -s sh -e SC1091 cut/rootfs/init $$(find cut tests/scenarios -name '*.sh')
-	shellcheck scripts/setup.sh .ci/run bench/stability.sh
+	shellcheck scripts/setup.sh .ci/run bench/stability.sh bench/scenarios.sh
 
 # Cut and boot timings (medians) for the default and the minimal kernel, against dracut.
 bench:

@@ -1,21 +1,25 @@
 """QMP, QEMU's machine-readable monitor, through the QEMU project's own qemu.qmp package.
 
-A thin layer: one error type for every way a command can fail, HMP commands that report
-errors as text turned into errors, and waiting for an event (device removal is only done
-when QEMU says DEVICE_DELETED, not when device_del returns).
+A thin synchronous layer over its asyncio client, with a deadline on every exchange (the
+package's own sync shim has none on connecting, and a QEMU that never greets would hang a
+run): one error type for every way a command can fail, HMP commands that report errors
+as text turned into errors, and waiting for an event (device removal is only done when
+QEMU says DEVICE_DELETED, not when device_del returns).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from qemu.qmp import QMPError
-from qemu.qmp.legacy import QEMUMonitorProtocol
+from qemu.qmp import QMPClient, QMPError
 
 COMMAND_TIMEOUT = 10.0
+T = TypeVar("T")
 
 
 class MonitorError(Exception):
@@ -26,28 +30,56 @@ class Monitor:
     """QMP over a socket QEMU has already connected to (we listen, so that nothing QEMU
     says is lost before we attach, and so that we notice at once if QEMU dies instead)."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._qmp = QEMUMonitorProtocol(sock)
-        self._qmp.settimeout(COMMAND_TIMEOUT)
+    def __init__(self, sock: socket.socket, timeout: float = COMMAND_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)  # qemu.qmp looks up the current loop itself
+        # a Ctrl-C in the middle of an exchange leaves a task whose error asyncio would
+        # print as a traceback at exit: keep such errors instead
+        self.loop_errors: list[str] = []
+        self._loop.set_exception_handler(
+            lambda _loop, context: self.loop_errors.append(str(context.get("message"))))
+        self._client = QMPClient("rapido-mpio")
         self.events: list[dict[str, Any]] = []  # every event seen, in order
         try:
-            self._qmp.connect(negotiate=True)
-        except (TimeoutError, QMPError, OSError) as e:
-            raise MonitorError(f"no QMP session: {e or type(e).__name__}") from None
+            self._run(self._client.connect(sock), timeout, "no QMP session")
+        except MonitorError:
+            self.close()
+            raise
+
+    def _run(self, step: Awaitable[T], timeout: float, what: str) -> T:
+        try:
+            return self._loop.run_until_complete(asyncio.wait_for(step, timeout))
+        except TimeoutError:
+            raise MonitorError(f"{what}: no answer within {timeout:g}s") from None
+        except (QMPError, OSError) as e:
+            raise MonitorError(f"{what}: {e or type(e).__name__}") from None
+        except BaseException:  # Ctrl-C: end the exchange inside the loop, then go on out
+            self._cancel_all()
+            raise
+
+    def _cancel_all(self) -> None:
+        """Cancel what is still running, and let it clean up while the loop runs (a task
+        left to the garbage collector cleans up without a loop and prints a traceback)."""
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._qmp.close()
+            self._loop.run_until_complete(asyncio.wait_for(self._client.disconnect(), 2))
+        self._cancel_all()
+        with contextlib.suppress(Exception):
+            self._loop.close()
 
     def execute(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
-        try:
-            return self._qmp.cmd(name, **(arguments or {}))
-        except (TimeoutError, QMPError, OSError) as e:
-            raise MonitorError(f"{name}: {e or type(e).__name__}") from None
+        return self._run(self._client.execute(name, arguments or None), self.timeout, name)
 
     def hmp(self, command_line: str) -> None:
         """An HMP command (drive_add, drive_del have no QMP twin); HMP reports errors as
-        text, so any output is a failure."""
+        text, so any output but drive_add's OK is a failure."""
         out = str(self.execute("human-monitor-command", {"command-line": command_line}) or "")
         if out.strip() and not out.strip().upper().startswith("OK"):
             raise MonitorError(f"{command_line}: {out.strip()}")
@@ -59,21 +91,19 @@ class Monitor:
     def wait_event(self, name: str, data: dict[str, Any], timeout: float) -> float:
         """Wait for event NAME whose data includes `data`; returns the seconds waited."""
         began = time.monotonic()
-        seen = len(self.events)
         while True:
-            for event in self.events[seen:]:
-                if event.get("event") == name and \
-                        data.items() <= dict(event.get("data") or {}).items():
-                    return time.monotonic() - began
-            seen = len(self.events)
             left = began + timeout - time.monotonic()
             if left <= 0:
                 raise MonitorError(f"no {name} event for {data} within {timeout:g}s")
             try:
-                pulled = self._qmp.pull_event(wait=left)
-            except TimeoutError:
-                continue
-            except (QMPError, OSError) as e:
-                raise MonitorError(f"waiting for {name}: {e or type(e).__name__}") from None
-            if pulled is not None:
-                self.events.append(pulled)
+                event = dict(self._run(self._client.events.get(), left, f"waiting for {name}"))
+            except MonitorError:
+                if time.monotonic() - began >= timeout:
+                    raise MonitorError(f"no {name} event for {data} within {timeout:g}s") \
+                        from None
+                raise
+            self.events.append(event)
+            got = event.get("data")
+            if event.get("event") == name and isinstance(got, dict) and \
+                    data.items() <= got.items():
+                return time.monotonic() - began
