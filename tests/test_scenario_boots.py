@@ -98,10 +98,18 @@ def test_scenario_passes_on_a_good_kernel(kernel: tuple[Path, dict[str, str]],
     p = run_cli("boot", "--output-dir", str(out), "--scenario", scenario, "--repeat", "2",
                 env=env, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert f"{scenario}: 2/2 PASS" in p.stdout
+    runs = [line for line in p.stdout.splitlines() if line.startswith("run ")]
+    passed = [line for line in runs if ": PASS (" in line]
+    # never a FAIL; the one other outcome tolerated is the rare guest that freezes while
+    # the kernel probes its disks, before the scenario starts (untestable, exit 125 alone;
+    # see the README's known problems)
+    assert passed and all(line in passed or "UNTESTABLE: The guest never reached the "
+                          "scenario: timed out in init's step modules" in line for line in runs), \
+        p.stdout
     extra = PASSING[scenario]
     if extra is not None:
-        extra(last_result(out), (out / "last").resolve())
+        run = Path(passed[-1].rsplit(", ", 1)[1].rstrip(")"))
+        extra(json.loads((run / "result.json").read_text()), run)
     assert qemu_processes_for(out) == []
 
 
