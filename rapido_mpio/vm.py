@@ -88,7 +88,7 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
         qmp_listener = stack.enter_context(_listen(scratch / "qmp.sock"))
         machine = _machine(image, topology, cfg, accel, binary, str(scratch), run_dir)
         argv = qemu.render(cfg.templates_dir, machine)
-        _save_rerun_script(machine, image, scenario, cfg, run_dir)
+        _save_rerun_script(machine, image, cfg, run_dir)
         record = RunRecord(run_dir, run_dir / "console.log", accel.reason)
         qemu_out = stack.enter_context(open(run_dir / "qemu.log", "w+"))
         protocol_log = stack.enter_context(open(run_dir / "protocol.log", "w"))
@@ -118,13 +118,14 @@ def _machine(image: Image, topology: Topology, cfg: Config, accel: qemu.Accel, b
     )
 
 
-def _save_rerun_script(machine: qemu.Machine, image: Image, scenario: Scenario, cfg: Config,
+def _save_rerun_script(machine: qemu.Machine, image: Image, cfg: Config,
                        run_dir: Path) -> None:
     """The same machine for a human: its own scratch dir, and sockets that wait for socat."""
     by_hand = dataclasses.replace(
         machine, socket_mode=",server=on,wait=off", initrd=f"{qemu.SCRATCH}/initrd",
         console_log=f"{qemu.SCRATCH}/console.log",
-        topology=Topology.build(scenario.shape, qemu.SCRATCH, cfg.disk_size),
+        topology=Topology.build(machine.topology.shape, qemu.SCRATCH,
+                                machine.topology.lun_mib),
         proto_socket=f"{qemu.SCRATCH}/proto.sock", qmp_socket=f"{qemu.SCRATCH}/qmp.sock")
     parts = [str(run_dir.resolve() / SCENARIO_LAYER), *map(str, image.layers)]
     script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), by_hand.topology, parts)
