@@ -4,7 +4,9 @@ settles, and its per-path I/O check tells a quiet failed path from a busy one.""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,21 @@ def test_shuffle_replays_from_its_seed(tmp_path: Path) -> None:
     assert sorted(first.split()) == [str(i) for i in range(8)]
     assert order(43097) == first
     assert len({order(seed) for seed in range(1, 6)}) > 1
+
+
+def test_an_ack_survives_a_child_exiting_mid_line(tmp_path: Path) -> None:
+    """A background writer that ends while the host's ack is half-way in must not cost the
+    ack its first bytes (busybox ash's read builtin loses them on SIGCHLD)."""
+    host, guest = socket.socketpair()
+    script = (f"exec 3<&{guest.fileno()}\nMPIO_RUN={tmp_path}\nMPIO_SCENARIO=failover\n"
+              f". {LIB}\nsleep 0.3 &\nmpio_signal 'fail_path 0 1' && echo acked\n")
+    with host, guest, subprocess.Popen(["/bin/busybox", "sh", "-c", script],
+                                       pass_fds=(guest.fileno(),), stdout=subprocess.PIPE,
+                                       env={"PATH": "/usr/bin:/bin"}, text=True) as sh:
+        host.settimeout(10)
+        assert host.recv(100) == b"@@MPIO:EVENT fail_path 0 1\n"
+        host.sendall(b"mpio-ack fail")
+        time.sleep(1)  # the background child exits meanwhile
+        host.sendall(b"_path 0 1\n")
+        out, _ = sh.communicate(timeout=10)
+    assert out.splitlines()[-1] == "acked", out

@@ -71,12 +71,14 @@ mpio_verdict() {
 	mpio_say "VERDICT $MPIO_SCENARIO $result $(wc -l < "$MPIO_CHECKS")"
 }
 
-# mpio_signal EVENT: ask the host to act (see host: in the scenario file) and wait for its ack
+# mpio_signal EVENT: ask the host to act (a fault, or END) and wait for its ack.
+# Not the read builtin: when a child exits mid-line (a background writer failing on the
+# pulled path), busybox ash restarts read on SIGCHLD with a fresh buffer and the bytes it
+# already took are lost ('h 0 1' for 'mpio-ack fail_path 0 1'). head is a process of its
+# own; the host sends one line per request, so nothing past it is taken.
 mpio_signal() {
 	mpio_say "EVENT $1"
-	reply=
-	# shellcheck disable=SC3045 # busybox's read has -t
-	read -r -t "${ACK_TIMEOUT:-60}" reply <&3
+	reply=$(timeout "${ACK_TIMEOUT:-60}" head -n 1 <&3)
 	if [ "$reply" = "mpio-ack $1" ]; then
 		return 0
 	fi
