@@ -1,0 +1,213 @@
+"""What a matrix run found: one record per combination, and the whole (matrix.json).
+
+This is the boundary between running the matrix and reporting on it: the JUnit, HTML and
+KCIDB writers read only these, and `merge` joins shards' matrix.json through them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rapido_mpio.errors import ExitCode, SetupError
+
+FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: str  # PASS, FAIL or SKIP
+    observed: str
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelInfo:
+    id: str  # the matrix's name for it: "default", or the tree's directory name
+    label: str  # what the image says (Debian's default kernel, or the tree)
+    release: str  # uname -r
+    source: str  # the tree's path, or the Debian package
+
+
+@dataclasses.dataclass(frozen=True)
+class Combination:
+    """One cell of the matrix: what runs, before it runs."""
+
+    scenario: str
+    kernel: str  # a KernelInfo.id
+    selector: str | None = None  # path_selector, e.g. "service-time"; None: the scenario's
+    grouping: str | None = None  # path_grouping_policy; None: the scenario's
+    fault: str | None = None  # the scenario's FAULT env; None: the scenario's own
+    env: tuple[tuple[str, str], ...] = ()  # more scenario env (paths, seeds, ...)
+
+    @property
+    def id(self) -> str:
+        """Stable and readable: the same combination has the same id in every shard."""
+        parts = [self.scenario, self.selector or "-", self.grouping or "-",
+                 self.fault or "-", self.kernel]
+        parts += [f"{k}={v}" for k, v in self.env]
+        return "/".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "scenario": self.scenario, "kernel": self.kernel,
+                "selector": self.selector, "grouping": self.grouping, "fault": self.fault,
+                "env": dict(self.env)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CombinationResult:
+    combination: Combination
+    result: str  # PASS, FAIL, UNTESTABLE, ERROR
+    exit_code: int
+    reason: str  # one sentence
+    checks: tuple[CheckResult, ...] = ()
+    seconds: float = 0.0  # QEMU start to verdict, or the whole attempt when it never booted
+    run_dir: str = ""  # relative to the matrix's output directory; "" when it never booted
+    log_tail: tuple[str, ...] = ()
+    expect_fail: tuple[str, ...] = ()  # a negative control's declared failures
+    as_declared: bool | None = None  # a negative control: failed exactly as it declares
+
+    @property
+    def counts_as_pass(self) -> bool:
+        """A scenario that PASSes, or a negative control that FAILs as it declares."""
+        if self.expect_fail:
+            return bool(self.as_declared)
+        return self.result == "PASS"
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.status == "FAIL"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.combination.to_json(), "result": self.result, "exit_code": self.exit_code,
+            "reason": self.reason, "checks": [dataclasses.asdict(c) for c in self.checks],
+            "seconds": self.seconds, "run_dir": self.run_dir, "log_tail": list(self.log_tail),
+            "negative_control": None if not self.expect_fail else {
+                "expect_fail": list(self.expect_fail), "as_declared": self.as_declared},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CombinationResult:
+        control = d.get("negative_control") or {}
+        return cls(
+            combination=Combination(
+                scenario=d["scenario"], kernel=d["kernel"], selector=d.get("selector"),
+                grouping=d.get("grouping"), fault=d.get("fault"),
+                env=tuple((str(k), str(v)) for k, v in (d.get("env") or {}).items())),
+            result=d["result"], exit_code=int(d["exit_code"]), reason=d["reason"],
+            checks=tuple(CheckResult(c["name"], c["status"], c["observed"])
+                         for c in d.get("checks", [])),
+            seconds=float(d.get("seconds", 0.0)), run_dir=d.get("run_dir", ""),
+            log_tail=tuple(d.get("log_tail", [])),
+            expect_fail=tuple(control.get("expect_fail", [])),
+            as_declared=control.get("as_declared"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    passed: int  # scenarios that PASSed
+    failed: int  # scenarios that FAILed
+    controls_as_declared: int  # negative controls that failed exactly as declared
+    controls_not_as_declared: int
+    untestable: int
+    errors: int
+
+    @property
+    def total(self) -> int:
+        return (self.passed + self.failed + self.controls_as_declared +
+                self.controls_not_as_declared + self.untestable + self.errors)
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixResult:
+    matrix: str  # the matrix file it ran
+    shards: tuple[str, ...]  # "1/1", or the shards merged ("1/3", "2/3", "3/3")
+    seconds: float  # wall time (the longest shard's, after a merge)
+    jobs: int  # VMs at a time
+    kernels: tuple[KernelInfo, ...]
+    results: tuple[CombinationResult, ...]
+
+    def summary(self) -> Summary:
+        rs = self.results
+        controls = [r for r in rs if r.expect_fail and r.result not in ("UNTESTABLE", "ERROR")]
+        plain = [r for r in rs if not r.expect_fail]
+        return Summary(
+            passed=sum(r.result == "PASS" for r in plain),
+            failed=sum(r.result == "FAIL" for r in plain),
+            controls_as_declared=sum(bool(r.as_declared) for r in controls),
+            controls_not_as_declared=sum(not r.as_declared for r in controls),
+            untestable=sum(r.result == "UNTESTABLE" for r in rs),
+            errors=sum(r.result == "ERROR" for r in rs),
+        )
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """As for one run: a broken setup aborts (255), any FAIL is a FAIL (a negative control
+        that did not fail as declared is one: the checks are blind), then untestable (125)."""
+        s = self.summary()
+        if s.errors:
+            return ExitCode.SETUP
+        if s.failed or s.controls_not_as_declared:
+            return ExitCode.FAIL
+        if s.untestable:
+            return ExitCode.UNTESTABLE
+        return ExitCode.PASS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "matrix": self.matrix, "shards": list(self.shards),
+            "seconds": self.seconds, "jobs": self.jobs,
+            "kernels": [dataclasses.asdict(k) for k in self.kernels],
+            "summary": dataclasses.asdict(self.summary()),
+            "exit_code": int(self.exit_code),
+            "combinations": [r.to_json() for r in self.results],
+        }
+
+    def write(self, path: Path) -> Path:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> MatrixResult:
+        try:
+            d = json.loads(path.read_text())
+            if d.get("format") != FORMAT:
+                raise ValueError(f"format {d.get('format')!r}, not {FORMAT}")
+            return cls(
+                matrix=d["matrix"], shards=tuple(d["shards"]), seconds=float(d["seconds"]),
+                jobs=int(d["jobs"]),
+                kernels=tuple(KernelInfo(**k) for k in d["kernels"]),
+                results=tuple(CombinationResult.from_json(c) for c in d["combinations"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SetupError(f"{path} is not a rapido-mpio matrix.json ({e}).",
+                             hint="Give the matrix.json that `rapido-mpio matrix` wrote.") \
+                from None
+
+
+def merge(parts: Iterable[MatrixResult]) -> MatrixResult:
+    """Shards of one matrix joined into one result, in combination order of the shards."""
+    parts = list(parts)
+    if not parts:
+        raise SetupError("Nothing to merge.", hint="Give the shards' matrix.json files.")
+    matrices = {p.matrix for p in parts}
+    if len(matrices) > 1:
+        raise SetupError(f"These shards ran different matrix files: {', '.join(sorted(matrices))}.",
+                         hint="Merge shards of one matrix only.")
+    kernels: dict[str, KernelInfo] = {}
+    results: dict[str, CombinationResult] = {}
+    for p in parts:
+        kernels.update({k.id: k for k in p.kernels})
+        for r in p.results:
+            if r.combination.id in results:
+                raise SetupError(f"Combination {r.combination.id} is in two shards.",
+                                 hint="Merge each shard once, all with the same count N.")
+            results[r.combination.id] = r
+    return MatrixResult(
+        matrix=parts[0].matrix, shards=tuple(s for p in parts for s in p.shards),
+        seconds=max(p.seconds for p in parts), jobs=max(p.jobs for p in parts),
+        kernels=tuple(kernels.values()), results=tuple(results.values()))
