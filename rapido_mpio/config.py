@@ -114,6 +114,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scenario_env", str, "",
             "Overrides of the scenario's env, NAME=VALUE,NAME=VALUE (SEED=1234 replays "
             "offline-one-by-one's order)."),
+    Setting("path_selector", str, "scenario",
+            "dm-multipath path selector for the run (multipath.conf overrides); scenario: "
+            "what the scenario and the image's multipath.conf say (round-robin).",
+            choices=("scenario", "round-robin", "queue-length", "service-time",
+                     "historical-service-time")),
+    Setting("path_grouping", str, "scenario",
+            "multipathd path_grouping_policy for the run; scenario: what the scenario and "
+            "the image's multipath.conf say (multibus).",
+            choices=("scenario", "multibus", "failover", "group_by_serial")),
     Setting("cut_dir", Path, REPO_ROOT / "cut", "Directory of image manifests and scenarios."),
     Setting("templates_dir", Path, REPO_ROOT / "templates", "Directory of Jinja2 templates."),
     Setting("output_dir", Path, REPO_ROOT / "mpio-out",
@@ -139,6 +148,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("console", bool, False,
             "Also stream the guest's serial console to stderr while it runs."),
     Setting("jobs", int, os.cpu_count() or 1, "Parallel jobs for kernel builds."),
+    Setting("vms", int, None,
+            "VMs at a time in a matrix. Unset: one per host CPU, as far as memory allows."),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -151,6 +162,8 @@ class Config:
     default_kernel: str
     scenario: str
     scenario_env: str
+    path_selector: str
+    path_grouping: str
     cut_dir: Path
     templates_dir: Path
     output_dir: Path
@@ -166,6 +179,7 @@ class Config:
     kernel_cmdline: str
     console: bool
     jobs: int
+    vms: int | None
     config_file: Path | None = None
 
     def replace(self, **changes: Any) -> Config:
@@ -284,6 +298,7 @@ _DYNAMIC: dict[str, str] = {
     "templates_dir": "<repository>/templates",
     "cache_dir": "~/.cache/rapido-mpio",
     "jobs": "<number of CPUs>",
+    "vms": "<one per CPU, as memory allows>",
 }
 
 

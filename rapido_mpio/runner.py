@@ -84,7 +84,8 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
 
     began = time.monotonic()
     img = image.load_image(cfg.output_dir / "image")
-    sc = scenario.load(cfg.cut_dir, cfg.scenario).with_env(cfg.scenario_env)
+    sc = scenario.load(cfg.cut_dir, cfg.scenario).with_env(cfg.scenario_env).with_policy(
+        cfg.path_selector, cfg.path_grouping)
     if sc.image != img.manifest:
         raise SetupError(f"Scenario {sc.name} needs image {sc.image}, but the image in "
                          f"{cfg.output_dir / 'image'} was cut from {img.manifest}.",

@@ -80,6 +80,17 @@ class Scenario:
             env[name] = value
         return dataclasses.replace(self, env=env)
 
+    def with_policy(self, selector: str, grouping: str) -> Scenario:
+        """The scenario under another path selector or grouping policy ("scenario": keep its
+        own). An overrides section, since it beats both the defaults and any device entry
+        multipath-tools' built-in hardware table has for the disk."""
+        lines = [f'\tpath_selector "{selector} 0"' if selector != "scenario" else "",
+                 f"\tpath_grouping_policy {grouping}" if grouping != "scenario" else ""]
+        body = "".join(ln + "\n" for ln in lines if ln)
+        if not body:
+            return self
+        return dataclasses.replace(self, multipath=self.multipath + "overrides {\n" + body + "}\n")
+
     def check_settings(self, disk_mib: int) -> None:
         """Refuse, before any boot, settings this scenario cannot work with: a run that fails
         on them would blame the kernel for a setup mistake."""

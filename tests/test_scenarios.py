@@ -55,3 +55,13 @@ def test_variant_lays_its_declarations_over_its_base(cut_dir: Path) -> None:
 
 def test_test_only_scenarios_are_not_shipped() -> None:
     assert not {p.name for p in TEST_ONLY} & {p.name for p in SHIPPED}
+
+
+def test_a_policy_from_the_command_line_overrides_the_scenario() -> None:
+    base = scenario.load(REPO_ROOT / "cut", "all-paths-down")
+    assert base.with_policy("scenario", "scenario") is base
+    sc = base.with_policy("queue-length", "failover")
+    assert sc.multipath.startswith(base.multipath)  # its own settings stay (no_path_retry)
+    assert sc.multipath.endswith('overrides {\n\tpath_selector "queue-length 0"\n'
+                                 "\tpath_grouping_policy failover\n}\n")
+    assert sc.selectors() == {"queue-length"}  # so the selector check sees it
