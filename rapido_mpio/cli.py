@@ -10,6 +10,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "cut, then boot; the command to put under `git bisect run`"),
         ("kconfig", "merge kconfig/mpio.config into the tree's .config (merge_config.sh)"),
         ("bisect", "git bisect a kernel tree: build, cut and boot each step"),
+        ("matrix", "run every combination a matrix file lists (scenario x selector x "
+                   "grouping x fault x kernel), several VMs at a time, and report"),
+        ("merge", "join the matrix.json of several --shard runs into one report"),
         ("defaults", "print the documented configuration file with every default"),
     ):
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -52,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
                            help="boot the scenario N times on the same image and print the "
                            "distribution; any FAIL makes the result FAIL (an intermittent "
                            "regression is still a regression)")
+        if name == "matrix":
+            p.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                           help="the matrix file (default: cut/matrix.yaml)")
+            p.add_argument("--list", action="store_true",
+                           help="print the combinations, one id per line, and run nothing")
+            p.add_argument("--shard", metavar="I/N",
+                           help="run only slice I of N (stable: the same on every machine)")
+        if name == "merge":
+            p.add_argument("parts", nargs="+", type=Path, metavar="MATRIX_JSON",
+                           help="the shards' matrix.json files")
+        if name in ("matrix", "merge"):
+            p.add_argument("--kcidb", type=Path, metavar="FILE",
+                           help="also write the results as KernelCI KCIDB JSON")
+            p.epilog = ("Exit codes: 0 every combination as expected, 1 any FAIL (or a "
+                        "negative control that did not fail as declared), 125 untestable "
+                        "combinations and no FAIL, 255 broken setup.")
         if name == "bisect":
             p.add_argument("--good", required=True, metavar="REV", help="a commit that PASSes")
             p.add_argument("--bad", required=True, metavar="REV", help="a commit that FAILs")
@@ -95,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    confirm=args.confirm)
             bisect.print_result(result, sys.stdout)
             return bisect.exit_code(result)
+        if args.command == "matrix":
+            return int(runner.matrix(cfg, args.file, args.shard, args.list, args.kcidb))
+        if args.command == "merge":
+            return int(runner.merge(cfg, args.parts, args.kcidb))
         if args.command == "cut":
             runner.cut(cfg)
             return 0

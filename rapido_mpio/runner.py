@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from rapido_mpio.config import Config
 from rapido_mpio.errors import ExitCode, MpioError, SetupError, UntestableKernel
 
 if TYPE_CHECKING:  # cut must not pay for importing the boot side
+    from rapido_mpio import results
     from rapido_mpio.image import Image
     from rapido_mpio.scenario import Scenario
     from rapido_mpio.verdict import Verdict
@@ -121,6 +123,123 @@ def repeat(cfg: Config, times: int, out: TextIO = sys.stdout,
     if times > 1:
         print(result.distribution(), file=out)
     return result
+
+
+def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: bool = False,
+           kcidb: Path | None = None, out: TextIO = sys.stdout,
+           log: TextIO = sys.stderr) -> ExitCode:
+    """Every combination the matrix file lists: each kernel cut once, the combinations booted
+    several at a time, then matrix.json, JUnit, HTML (and KCIDB) in the output directory."""
+    import shutil
+
+    from rapido_mpio import matrix as mx
+    from rapido_mpio import pool, progress, results
+    from rapido_mpio.image import SELECTOR_OPTIONS
+
+    began = time.monotonic()
+    plan = mx.load(file or cfg.cut_dir / "matrix.yaml", cfg)
+    shards = "1/1"
+    if shard:
+        index, count = mx.parse_shard(shard)
+        plan, shards = plan.shard(index, count), f"{index}/{count}"
+    if list_only:
+        for c in plan.combinations:
+            print(c.id, file=out)
+        return ExitCode.PASS
+    root = _writable(cfg.output_dir, cfg.output_dir)
+    work = root / "matrix-runs"
+    shutil.rmtree(work, ignore_errors=True)  # the last matrix's runs: ours, and stale now
+    kernels: list[results.KernelInfo] = []
+    untestable: dict[str, str] = {}
+    lacks: dict[str, set[str] | None] = {}  # the selectors each kernel has (None: unknown)
+    for spec in plan.kernels:
+        first = next(c.scenario for c in plan.combinations if c.kernel == spec.id)
+        kcfg = cfg.replace(kernel_src=spec.src, kernel_build=spec.build, scenario=first,
+                           output_dir=root / "kernels" / spec.id)
+        try:
+            img = cut(kcfg, log)
+        except UntestableKernel as e:  # its combinations are untestable; the others run
+            untestable[spec.id] = str(e)
+            kernels.append(results.KernelInfo(spec.id, spec.id, "", str(spec.src)))
+            continue
+        kernels.append(results.KernelInfo(
+            spec.id, img.kernel_label, img.kernel_release,
+            str(spec.src) if spec.src else cfg.default_kernel))
+        lacks[spec.id] = set(img.selectors) if img.selectors is not None else None
+    vms = cfg.vms or pool.default_vms(cfg)
+    found: dict[results.Combination, results.CombinationResult] = {}
+    jobs = []
+    for i, c in enumerate(plan.combinations, 1):
+        if c.kernel in untestable:
+            found[c] = results.CombinationResult(c, "UNTESTABLE", int(ExitCode.UNTESTABLE),
+                                                 untestable[c.kernel])
+            continue
+        missing = _missing_selectors(cfg, c, lacks[c.kernel])
+        if missing:  # not a property of this kernel's dm-multipath: skipped, and said why
+            found[c] = results.CombinationResult(
+                c, "SKIPPED", int(ExitCode.PASS),
+                f"The kernel lacks the {missing} path selector "
+                f"({SELECTOR_OPTIONS.get(missing, '?')}).")
+            continue
+        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", c.id.replace("/", "."))
+        jobs.append(pool.Job(c, work / f"{i:02d}-{slug}", root / "kernels" / c.kernel / "image"))
+    with progress.Progress(len(plan.combinations), vms, out) as view:
+        for r in found.values():
+            view.finished(r)
+        for r in pool.run(jobs, cfg, vms, root, on_tick=view.tick):
+            found[r.combination] = r
+            view.finished(r)
+    result = results.MatrixResult(
+        matrix=str(plan.file), shards=(shards,), seconds=round(time.monotonic() - began, 1),
+        jobs=vms, kernels=tuple(kernels),
+        results=tuple(found[c] for c in plan.combinations))
+    written = _reports(result, root, cfg, kcidb)
+    s = result.summary()
+    print(f"rapido-mpio: matrix: {s.passed} PASS, {s.failed} FAIL, {s.controls_as_declared} "
+          f"negative controls failed as declared, {s.controls_not_as_declared} did not, "
+          f"{s.untestable} untestable, {s.skipped} skipped, {s.errors} errors, in "
+          f"{result.seconds:.0f}s "
+          f"(exit {int(result.exit_code)})", file=out)
+    print("  reports: " + ", ".join(str(p) for p in written), file=out)
+    return result.exit_code
+
+
+def merge(cfg: Config, parts: list[Path], kcidb: Path | None = None,
+          out: TextIO = sys.stdout) -> ExitCode:
+    """Shards' matrix.json joined into one report, with every run directory still linked."""
+    import os
+
+    from rapido_mpio import results
+
+    root = _writable(cfg.output_dir, cfg.output_dir)
+    read = []
+    for part in parts:
+        r = results.MatrixResult.read(part)
+        rebased = tuple(dataclasses.replace(c, run_dir=os.path.relpath(
+            part.parent / c.run_dir, root) if c.run_dir else "") for c in r.results)
+        read.append(dataclasses.replace(r, results=rebased))
+    result = results.merge(read)
+    written = _reports(result, root, cfg, kcidb)
+    s = result.summary()
+    print(f"rapido-mpio: merged {len(parts)} shards, {s.total} combinations (exit "
+          f"{int(result.exit_code)}): " + ", ".join(str(p) for p in written), file=out)
+    return result.exit_code
+
+
+def _missing_selectors(cfg: Config, c: results.Combination,
+                       has: set[str] | None) -> str | None:
+    from rapido_mpio import scenario
+
+    if has is None:
+        return None
+    sc = scenario.load(cfg.cut_dir, c.scenario).with_policy(
+        c.selector or "scenario", c.grouping or "scenario")
+    return next(iter(sorted(sc.selectors() - has)), None)
+
+
+def _reports(result: results.MatrixResult, root: Path, cfg: Config,
+             kcidb: Path | None) -> list[Path]:
+    return [result.write(root / "matrix.json")]
 
 
 def _check_selectors(sc: Scenario, img: Image) -> None:
