@@ -23,7 +23,8 @@ SMALL = REPO_ROOT / "tests/matrices/small.yaml"
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def small(
+        tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("matrix")
     p = run_cli("matrix", str(SMALL), "--output-dir", str(out), "--vms", "2", timeout=600)
     return out, p
