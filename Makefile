@@ -1,4 +1,4 @@
-# rapido-mpio: make mpio-cut && make mpio-boot [KERNEL_SRC=/path/to/linux]
+# rapido-mpio: make mpio-cut && make mpio-boot [KERNEL_SRC=/path/to/linux]; make mpio-matrix
 # From a kernel tree: make -f /path/to/rapido-mpio/Makefile mpio-cut mpio-boot tests that tree.
 # Under `git bisect run`, call .venv/bin/rapido-mpio run directly: make turns every failure
 # into exit 2, which git bisect cannot read.
@@ -10,7 +10,7 @@ KERNEL_SRC ?=
 SCENARIO  ?=
 ARGS      := $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(KERNEL_BUILD),--kernel-build $(KERNEL_BUILD)) $(if $(SCENARIO),--scenario $(SCENARIO))
 
-.PHONY: setup mpio-cut mpio-boot mpio-run mpio-kconfig test unit lint bench
+.PHONY: setup mpio-cut mpio-boot mpio-run mpio-matrix mpio-kconfig test unit lint bench
 
 setup:
 	$(HERE)scripts/setup.sh
@@ -24,6 +24,11 @@ mpio-boot:
 
 mpio-run:
 	$(MPIO) run $(ARGS) $(if $(REPEAT),--repeat $(REPEAT))
+
+# Every combination of cut/matrix.yaml (or MATRIX=file) on the kernel: matrix.json, junit.xml
+# and index.html in the output directory. SHARD=I/N runs one slice; KCIDB=file adds KCIDB JSON.
+mpio-matrix:
+	$(MPIO) matrix $(MATRIX) $(ARGS) $(if $(SHARD),--shard $(SHARD)) $(if $(KCIDB),--kcidb $(KCIDB))
 
 # Everything CI runs: lint, type check, unit tests and real boots.
 test: lint
