@@ -219,11 +219,11 @@ def draw(t: tl.Timeline, title: str = "") -> Drawing | None:
     height = axis_y + 22
 
     labels.append(Label(LEFT - 6, steps_y + ROW - 2, "steps", "#666666", "end", 10))
-    for i, step in enumerate(s for s in t.steps if s.at >= t0):
-        lines.append(Line(x(step.at), steps_y + 2, x(step.at), lanes_end, STEP_MARK, 1, "2,3",
-                          f"step {step.name} at {step.at:.3f}s"))
-        labels.append(Label(x(step.at) + 2, steps_y + ROW * (i % STEP_ROWS + 1) - 2, step.name,
-                            "#555555", size=10, title=f"step {step.name} at {step.at:.3f}s"))
+    for i, st in enumerate(s for s in t.steps if s.at >= t0):
+        lines.append(Line(x(st.at), steps_y + 2, x(st.at), lanes_end, STEP_MARK, 1, "2,3",
+                          f"step {st.name} at {st.at:.3f}s"))
+        labels.append(Label(x(st.at) + 2, steps_y + ROW * (i % STEP_ROWS + 1) - 2, st.name,
+                            "#555555", size=10, title=f"step {st.name} at {st.at:.3f}s"))
     labels.append(Label(LEFT - 6, faults_y + ROW - 2, "faults", "#666666", "end", 10))
     for i, f in enumerate(t.faults):
         colour = GUEST_FAULT if f.in_guest else HOST_FAULT
@@ -281,13 +281,13 @@ def draw(t: tl.Timeline, title: str = "") -> Drawing | None:
                             IO_MARK, size=10, title=f"io-{snap.label} at {when}"))
 
     lines.append(Line(LEFT, axis_y, LEFT + plot_w, axis_y, "#444444"))
-    step = _tick_step(t1 - t0)
-    tick = (int(t0 / step) + 1) * step
+    every = _tick_step(t1 - t0)
+    tick = (int(t0 / every) + 1) * every
     labels.append(Label(LEFT - 6, axis_y + 14, "host s", "#666666", "end", 10))
     while tick <= t1:
         lines.append(Line(x(tick), axis_y, x(tick), axis_y + 4, "#444444"))
         labels.append(Label(x(tick), axis_y + 15, f"{tick:g}", "#444444", "middle", 10))
-        tick = round(tick + step, 6)
+        tick = round(tick + every, 6)
     return Drawing(WIDTH, height, tuple(rects), tuple(lines), tuple(labels),
                    title or str(t.run_dir.name))
 

@@ -150,7 +150,8 @@ def read(run_dir: Path) -> Timeline:
         scenario_start=_float(timings.get("scenario_start")),
         end=_float(timings.get("verdict")) or _float(timings.get("qemu_exit")),
         faults=_faults(result.get("actions") or []), samples=samples,
-        kernel_events=kernel_events, io=_io(run_dir, blocks_at, estimated), steps=steps, checks=checks)
+        kernel_events=kernel_events, io=_io(run_dir, blocks_at, estimated), steps=steps,
+        checks=checks)
     if timeline.end is None:
         timeline = dataclasses.replace(timeline, end=max(timeline.times, default=None))
     return dataclasses.replace(timeline, missing=tuple(missing))
