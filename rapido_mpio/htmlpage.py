@@ -34,7 +34,7 @@ CHECK_COLOURS = {"PASS": "#2e9e44", "FAIL": "#d6343a", "SKIP": "#9a9a9a"}
 
 WIDTH = 1000
 LEFT = 130  # path names and band names
-RIGHT = 24
+RIGHT = 70  # room for the labels of what happens last
 BAND = 9  # one state band's height
 STEP_ROWS, FAULT_ROWS, IO_ROWS = 3, 2, 2  # label rows, staggered so close labels do not overlap
 ROW = 12
