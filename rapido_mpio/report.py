@@ -66,6 +66,8 @@ def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) ->
         "timings": timings(record),
         "actions": [a.to_json() for a in record.actions],
         "path_io": path_io(record),
+        # when each block began (host seconds): the io-* snapshots carry no time of their own
+        "blocks_at": {m.text: round(m.at, 3) for m in record.messages if m.kind == "BEGIN"},
         "hang": dataclasses.asdict(record.hang) if record.hang else None,
         "events": [f"{m.at:7.3f} {m.kind} {m.text}" for m in record.messages
                    if m.kind not in ("LINE", "BEGIN", "STOP")],

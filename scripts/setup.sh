@@ -8,8 +8,9 @@ PACKAGES="make python3 python3-venv qemu-system-x86 busybox-static multipath-too
 dmsetup xfsprogs udev sg3-utils sg3-utils-udev kmod cpio zstd git"
 for arg in "$@"; do
 	case $arg in
-	# what the test suite needs besides: Debian's kernel source and what builds it
-	--test) PACKAGES="$PACKAGES shellcheck linux-source-6.1 xz-utils build-essential bc flex bison libelf-dev libssl-dev" ;;
+	# what the test suite needs besides: Debian's kernel source and what builds it, and a
+	# browser that screenshots the HTML report
+	--test) PACKAGES="$PACKAGES shellcheck chromium linux-source-6.1 xz-utils build-essential bc flex bison libelf-dev libssl-dev" ;;
 	# the benchmark's reference point
 	--bench) PACKAGES="$PACKAGES dracut-core" ;;
 	*) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
