@@ -40,10 +40,11 @@ STEP_ROWS, FAULT_ROWS, IO_ROWS = 3, 2, 2  # label rows, staggered so close label
 ROW = 12
 
 # verdict groups, in the table's order: what needs a look first
-GROUPS = ("FAIL", "ERROR", "UNTESTABLE", "CONTROL", "PASS")
+GROUPS = ("FAIL", "ERROR", "UNTESTABLE", "CONTROL", "PASS", "SKIPPED")
 GROUP_TITLES = {
     "FAIL": "FAIL", "ERROR": "ERROR (broken setup)", "UNTESTABLE": "UNTESTABLE",
-    "CONTROL": "negative control, failed as declared", "PASS": "PASS"}
+    "CONTROL": "negative control, failed as declared", "PASS": "PASS",
+    "SKIPPED": "SKIPPED (not for this kernel)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,8 +162,8 @@ def write(result: MatrixResult, out_dir: Path, templates_dir: Path,
 def _row(r: CombinationResult, index: int) -> Row:
     if r.result == "ERROR":
         group, verdict = "ERROR", "ERROR"
-    elif r.result == "UNTESTABLE":
-        group, verdict = "UNTESTABLE", "UNTESTABLE"
+    elif r.result in ("UNTESTABLE", "SKIPPED"):
+        group, verdict = r.result, r.result
     elif r.expect_fail:
         group, verdict = (("CONTROL", "failed as declared") if r.counts_as_pass else
                           ("FAIL", f"{r.result}, control not as declared"))
@@ -185,6 +186,7 @@ def _summary(result: MatrixResult) -> tuple[SummaryItem, ...]:
         SummaryItem(f"fail{fail_note}", str(failed), "fail" if failed else "zero"),
         SummaryItem("untestable", str(s.untestable), "untestable" if s.untestable else "zero"),
         SummaryItem("error", str(s.errors), "error" if s.errors else "zero"),
+        SummaryItem("skipped (not for this kernel)", str(s.skipped), "zero"),
         SummaryItem("wall seconds", f"{result.seconds:.1f}", "plain"),
         SummaryItem("exit code", str(int(result.exit_code)), "plain"),
     )

@@ -64,7 +64,7 @@ def _testcase(suite: ET.Element, r: CombinationResult) -> str | None:
     if r.result == "ERROR":
         ET.SubElement(case, "error", message=_safe(r.reason), type="ERROR").text = _details(r)
         outcome = "errors"
-    elif r.result == "UNTESTABLE":
+    elif r.result in ("UNTESTABLE", "SKIPPED"):
         ET.SubElement(case, "skipped", message=_safe(r.reason))
         outcome = "skipped"
     elif not r.counts_as_pass:

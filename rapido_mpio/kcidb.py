@@ -106,6 +106,6 @@ def _status(r: CombinationResult) -> str:
     kernel cannot run it), ERROR stays ERROR (the setup broke, not the kernel)."""
     if r.result == "ERROR":
         return "ERROR"
-    if r.result == "UNTESTABLE":
+    if r.result in ("UNTESTABLE", "SKIPPED"):
         return "SKIP"
     return "PASS" if r.counts_as_pass else "FAIL"

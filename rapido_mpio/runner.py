@@ -239,7 +239,9 @@ def _missing_selectors(cfg: Config, c: results.Combination,
 
 def _reports(result: results.MatrixResult, root: Path, cfg: Config,
              kcidb: Path | None) -> list[Path]:
-    return [result.write(root / "matrix.json")]
+    from rapido_mpio import reports
+
+    return reports.write_all(result, root, cfg.templates_dir, kcidb)
 
 
 def _check_selectors(sc: Scenario, img: Image) -> None:

@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import kcidb_io
 import pytest
 
 from rapido_mpio.config import REPO_ROOT
@@ -26,7 +28,8 @@ SMALL = REPO_ROOT / "tests/matrices/small.yaml"
 def small(
         tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("matrix")
-    p = run_cli("matrix", str(SMALL), "--output-dir", str(out), "--vms", "2", timeout=600)
+    p = run_cli("matrix", str(SMALL), "--output-dir", str(out), "--vms", "2", "--kcidb",
+                str(out / "kcidb.json"), timeout=600)
     return out, p
 
 
@@ -58,6 +61,17 @@ def test_matrix_runs_every_combination_and_exits_by_the_rules(
     data = json.loads((out / "matrix.json").read_text())
     assert data["exit_code"] == 0 and data["summary"]["skipped"] == 1
     assert qemu_processes_for(out) == []
+
+
+def test_matrix_writes_its_reports(small: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, _ = small
+    suites = ET.parse(out / "junit.xml").getroot()
+    assert (suites.get("tests"), suites.get("failures"), suites.get("skipped")) == \
+        ("3", "0", "1")
+    kcidb_io.schema.LATEST.validate(json.loads((out / "kcidb.json").read_text()))
+    page = (out / "index.html").read_text()
+    assert page.count("<svg") >= 2  # a timeline per run that booted (and the legend)
+    assert "CONFIG_DM_MULTIPATH_HST" in page
 
 
 def test_shards_merge_into_the_whole(small: tuple[Path, subprocess.CompletedProcess[str]],
