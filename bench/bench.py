@@ -129,6 +129,22 @@ def bench_floor(tree: Path, runs: int, work: Path) -> float:
     return statistics.median(timed(argv) for _ in range(runs))
 
 
+def bench_matrix(tree: Path, vms: int, work: Path) -> dict[str, Any]:
+    """The default matrix on the minimal kernel: wall time, and each combination's seconds
+    (QEMU start to verdict) from its matrix.json."""
+    out = work / f"matrix-vms{vms}"
+    began = time.monotonic()
+    subprocess.run([*MPIO, "matrix", "--kernel-build", str(tree), "--output-dir", str(out),
+                    "--vms", str(vms)], cwd=REPO, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=False)
+    wall = time.monotonic() - began
+    data = json.loads((out / "matrix.json").read_text())
+    seconds = {c["id"]: c["seconds"] for c in data["combinations"] if c["run_dir"]}
+    return {"vms": vms, "wall_s": wall, "combinations": len(data["combinations"]),
+            "booted": len(seconds), "exit_code": data["exit_code"],
+            "summary": data["summary"], "seconds": seconds}
+
+
 def minimal_tree(explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -143,6 +159,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kernel-build", help="minimal kernel build directory")
     parser.add_argument("--json", default=str(REPO / "bench" / "latest.json"))
+    parser.add_argument("--matrix-vms", default="1,2",
+                        help="VMs at a time for the default matrix on the minimal kernel, "
+                        "one matrix run per value (empty: no matrix)")
+    parser.add_argument("--only-matrix", action="store_true",
+                        help="the floor and the matrix only (no cut, boot or dracut rows)")
     args = parser.parse_args()
     kernels: list[tuple[str, list[str]]] = [("default", [])]
     tree = minimal_tree(args.kernel_build)
@@ -150,10 +171,19 @@ def main() -> int:
         kernels.append(("minimal", ["--kernel-build", str(tree)]))
     rows = []
     floor = None
+    matrices: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rapido-mpio-bench-") as tmp:
         if tree is not None:
             floor = bench_floor(tree, args.runs, Path(tmp))
-        for name, kargs in kernels:
+            for vms in filter(None, args.matrix_vms.split(",")):
+                m = bench_matrix(tree, int(vms), Path(tmp))
+                m["wall_floors"] = m["wall_s"] / floor
+                m["median_combination_floors"] = statistics.median(
+                    m["seconds"].values()) / floor if m["seconds"] else None
+                matrices.append(m)
+            floor_after = bench_floor(tree, args.runs, Path(tmp))
+            print(f"floor {floor:.3f}s before, {floor_after:.3f}s after the matrices")
+        for name, kargs in ([] if args.only_matrix else kernels):
             row = bench_kernel(name, kargs, args.runs, Path(tmp))
             dracut = bench_dracut(kargs, args.runs, Path(tmp))
             row["dracut_s"] = dracut
@@ -167,7 +197,7 @@ def main() -> int:
             rows.append(row)
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
-              "runs": args.runs, "rows": rows}
+              "runs": args.runs, "rows": rows, "floor_s": floor, "matrices": matrices}
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     cols = ["kernel", "floor_s", "cut_cold_s", "cut_warm_s", "image_mb", "kernel_start_s",
             "init_start_s", "scenario_start_s", "verdict_s", "verdict_floors", "qemu_exit_s",
@@ -176,6 +206,13 @@ def main() -> int:
     print(" | ".join(cols))
     for row in rows:
         print(" | ".join(_fmt(row.get(c)) for c in cols))
+    for m in matrices:
+        print(f"default matrix, minimal kernel, {m['vms']} VM(s) at a time: "
+              f"{m['combinations']} combinations ({m['booted']} booted), "
+              f"{m['wall_s']:.1f}s wall = {m['wall_floors']:.1f} floors; median combination "
+              f"{_fmt(m['median_combination_floors'])} floors; exit {m['exit_code']}")
+        for cid, sec in sorted(m["seconds"].items(), key=lambda kv: kv[1]):
+            print(f"  {sec:6.2f}s {sec / floor:5.1f} floors  {cid}" if floor else cid)
     print(f"(medians of {args.runs} runs; JSON in {args.json})")
     return 0
 

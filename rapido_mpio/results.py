@@ -178,8 +178,8 @@ class MatrixResult:
     def read(cls, path: Path) -> MatrixResult:
         try:
             d = json.loads(path.read_text())
-            if d.get("format") != FORMAT:
-                raise ValueError(f"format {d.get('format')!r}, not {FORMAT}")
+            if not isinstance(d, dict) or d.get("format") != FORMAT:
+                raise ValueError(f"no format {FORMAT} inside")
             return cls(
                 matrix=d["matrix"], shards=tuple(d["shards"]), seconds=float(d["seconds"]),
                 jobs=int(d["jobs"]),

@@ -133,7 +133,7 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
     import shutil
 
     from rapido_mpio import matrix as mx
-    from rapido_mpio import pool, progress, results
+    from rapido_mpio import pool, progress, qemu, results
     from rapido_mpio.image import SELECTOR_OPTIONS
 
     began = time.monotonic()
@@ -146,6 +146,8 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
         for c in plan.combinations:
             print(c.id, file=out)
         return ExitCode.PASS
+    qemu.find_binary(cfg.qemu)  # a setup problem is one sentence now, not one per child
+    qemu.detect_accel(cfg.accel)
     root = _writable(cfg.output_dir, cfg.output_dir)
     work = root / "matrix-runs"
     shutil.rmtree(work, ignore_errors=True)  # the last matrix's runs: ours, and stale now

@@ -212,3 +212,43 @@ def test_kernel_without_the_scenarios_path_selector_is_untestable(tmp_path: Path
     p = run_cli("boot", "--output-dir", str(out), "--cut-dir", str(cut), "--scenario", "x",
                 cwd=tmp_path)
     assert_one_sentence(p, 125, "uses the queue-length path selector", "CONFIG_DM_MULTIPATH_QL")
+
+
+def test_matrix_without_qemu(tmp_path: Path) -> None:
+    p = run_cli("matrix", "--output-dir", str(tmp_path / "out"), "--accel", "tcg",
+                cwd=tmp_path, env={"PATH": "/nonexistent"})
+    assert_one_sentence(p, 255, "QEMU", "not installed")
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("axes: {scenario: [failover], grouping: [multibuss]}\n", ["grouping 'multibuss'"]),
+    ("axes: {scenario: [failover]\n", ["not valid YAML", "line"]),
+])
+def test_broken_matrix_file(tmp_path: Path, text: str, words: list[str]) -> None:
+    (tmp_path / "m.yaml").write_text(text)
+    p = run_cli("matrix", str(tmp_path / "m.yaml"), "--output-dir", str(tmp_path / "out"),
+                cwd=tmp_path)
+    assert_one_sentence(p, 255, "m.yaml", *words)
+
+
+def test_matrix_file_missing_and_bad_shard(tmp_path: Path) -> None:
+    p = run_cli("matrix", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert_one_sentence(p, 255, "Cannot read matrix file", "nope.yaml")
+    p = run_cli("matrix", "--shard", "3/2", "--list", cwd=tmp_path)
+    assert_one_sentence(p, 255, "--shard", "I/N")
+
+
+def test_matrix_on_an_unbuilt_tree(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "linux", full_config(), built=False)
+    (tmp_path / "m.yaml").write_text(f"kernels: [{tree}]\naxes: {{scenario: [failover]}}\n")
+    p = run_cli("matrix", str(tmp_path / "m.yaml"), "--output-dir", str(tmp_path / "out"),
+                "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert p.returncode == 255, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and str(tree) in p.stderr
+
+
+def test_merge_of_something_else(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text("[1, 2]\n")
+    p = run_cli("merge", str(tmp_path / "x.json"), "--output-dir", str(tmp_path / "out"),
+                cwd=tmp_path)
+    assert_one_sentence(p, 255, "x.json", "not a rapido-mpio matrix.json")
