@@ -1,6 +1,7 @@
 """Every shipped scenario booted for real, on Debian's default kernel and on the minimal
-kernel built from Debian's 6.1 source: each PASSes on these good kernels, twice in a row,
-and each negative control FAILs on exactly the checks it declares, through the same steps.
+kernel built from Debian's 6.1 source: each PASSes on these good kernels, and each negative
+control FAILs on exactly the checks it declares, through the same steps. The default matrix
+runs on both kernels too, so most scenarios boot again there, under every selector.
 """
 
 from __future__ import annotations
@@ -95,22 +96,42 @@ def kernel(request: pytest.FixtureRequest,
 def test_scenario_passes_on_a_good_kernel(kernel: tuple[Path, dict[str, str]],
                                           scenario: str) -> None:
     out, env = kernel
-    p = run_cli("boot", "--output-dir", str(out), "--scenario", scenario, "--repeat", "2",
-                env=env, timeout=900)
+    for _ in range(2):
+        p = run_cli("boot", "--output-dir", str(out), "--scenario", scenario, env=env,
+                    timeout=900)
+        # never a FAIL; the one other outcome tolerated is the rare guest that freezes while
+        # the kernel probes its disks, before the scenario starts (untestable, 125: see the
+        # README's known problems), and then the scenario boots once more
+        if p.returncode != 125 or "timed out in init's step modules" not in p.stdout:
+            break
     assert p.returncode == 0, p.stdout + p.stderr
-    runs = [line for line in p.stdout.splitlines() if line.startswith("run ")]
-    passed = [line for line in runs if ": PASS (" in line]
-    # never a FAIL; the one other outcome tolerated is the rare guest that freezes while
-    # the kernel probes its disks, before the scenario starts (untestable, exit 125 alone;
-    # see the README's known problems)
-    assert passed and all(line in passed or "UNTESTABLE: The guest never reached the "
-                          "scenario: timed out in init's step modules" in line for line in runs), \
-        p.stdout
+    run = (out / "last").resolve()
     extra = PASSING[scenario]
     if extra is not None:
-        run = Path(passed[-1].rsplit(", ", 1)[1].rstrip(")"))
         extra(json.loads((run / "result.json").read_text()), run)
     assert qemu_processes_for(out) == []
+
+
+def test_default_matrix_passes_on_a_good_kernel(kernel: tuple[Path, dict[str, str]],
+                                                tmp_path: Path) -> None:
+    """`make mpio-matrix` on each good kernel: every combination as expected (a PASS, or a
+    negative control that failed as declared); only a selector the kernel lacks skipped."""
+    out, env = kernel
+    p = run_cli("matrix", "--output-dir", str(tmp_path), env=env, timeout=1200)
+    data = json.loads((tmp_path / "matrix.json").read_text())
+    unexpected = [(c["id"], c["result"], c["reason"]) for c in data["combinations"]
+                  if c["result"] == "SKIPPED" and c["selector"] != "historical-service-time"
+                  or c["result"] not in ("PASS", "FAIL", "SKIPPED")
+                  or c["result"] == "FAIL" and not (c["negative_control"] or {}).get(
+                      "as_declared")]
+    # the rare boot-stage freeze (README, known problems) makes one combination untestable
+    # and the exit 125; anything else is a wrong verdict
+    freezes = [u for u in unexpected if u[1] == "UNTESTABLE" and "init's step modules" in u[2]]
+    assert unexpected == freezes and len(freezes) <= 1, p.stdout
+    assert p.returncode == (125 if freezes else 0), p.stdout + p.stderr
+    assert data["summary"]["passed"] + data["summary"]["controls_as_declared"] >= 20
+    assert (tmp_path / "junit.xml").is_file() and (tmp_path / "index.html").is_file()
+    assert qemu_processes_for(tmp_path) == []
 
 
 @pytest.mark.parametrize("scenario", CONTROLS)
