@@ -103,8 +103,8 @@ class Scratch:
         self.root = root
         self.topology = Topology.build(sc.shape, str(root), cfg.disk_size)
         for disk in self.topology.disks:
-            with open(disk, "wb") as f:
-                f.truncate(self.topology.lun_mib << 20)
+            with open(disk, "wb") as lun:
+                lun.truncate(self.topology.lun_mib << 20)
         self.proto_l = stack.enter_context(vm._listen(root / "proto.sock"))
         self.qmp_l = stack.enter_context(vm._listen(root / "qmp.sock"))
         accel = qemu.detect_accel(cfg.accel)
@@ -215,8 +215,7 @@ def restore(img: image.Image, sc: scenario.Scenario, cfg: Any, work: Path, state
         log = stack.enter_context(open(run_dir / "protocol.log", "w"))
         channel = Channel(proto, started, log)
         wall_at_start = time.time() - (time.monotonic() - started)
-        payload = base64.b64encode(gzip.compress(run_script(sc, reconfigure).encode()))
-        payload = payload.decode()
+        payload = base64.b64encode(gzip.compress(run_script(sc, reconfigure).encode())).decode()
         proto.sendall(f"mpio-go {payload}\n".encode())
         record.messages.extend(before)  # START .. SCENARIO came before the snapshot
         faults = Faults(monitor, s.topology, started)
@@ -300,7 +299,7 @@ def main() -> int:
     prep = prepare(img, sc, cfg, work, state)
     before = prep.pop("messages")
     print("prepare:", json.dumps(prep), flush=True)
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     for n in range(args.rounds):
         r = {"floor_s": round(floor(args.kernel_build, work), 3),
              "normal": normal(args.kernel_build, work, extra + (
