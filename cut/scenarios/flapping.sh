@@ -34,20 +34,21 @@ hctl=$(mpio_hctl 0 "$FLAP_PATH")
 # at random offsets with direct I/O (libaio, 4 in flight), then reads every block back and
 # checks its crc32c. One terse line per run (field 5 the error, 6 KiB read, 47 KiB written)
 # and its stderr (where a bad block is named) are kept.
+fio_dir=/tmp/fio
+mkdir -p "$fio_dir"
 fio_runs() {
 	n=0
-	while [ ! -e "$MPIO_RUN/fio-stop" ]; do
+	while [ ! -e "$fio_dir/stop" ]; do
 		n=$((n + 1))
 		fio --name=flapping --filename=/mnt/fio --size="${FIO_MIB}M" --bs=4k --rw=randwrite \
 			--direct=1 --ioengine=libaio --iodepth=4 --verify=crc32c --do_verify=1 \
-			--output-format=terse --terse-version=3 --output="$MPIO_RUN/fio-$n.terse" \
-			2> "$MPIO_RUN/fio-$n.err"
+			--output-format=terse --terse-version=3 --output="$fio_dir/$n.terse" \
+			2> "$fio_dir/$n.err"
 		rc=$?
-		echo "$n $rc" >> "$MPIO_RUN/fio-exits"
+		echo "$n $rc" >> "$fio_dir/exits"
 		[ "$rc" = 0 ] || sleep 0.2 # a filesystem that shut down fails at once: no busy loop
 	done
 }
-rm -f "$MPIO_RUN"/fio-*
 fio_runs &
 writer=$!
 
@@ -89,24 +90,24 @@ mpio_block multipath-after multipath -ll
 # 5. the writer stops after its current run; every run must have ended well: exit 0, no
 # error, each block read back with its checksum
 mpio_step writer
-touch "$MPIO_RUN/fio-stop"
+touch "$fio_dir/stop"
 wait "$writer"
-observed=$(cat "$MPIO_RUN"/fio-*.terse 2>/dev/null | awk -F';' '$1 == "3" {
+observed=$(cat "$fio_dir"/*.terse 2>/dev/null | awk -F';' '$1 == "3" {
 	if ($5 != 0) { errs++; if (!first) first = $5 }
 	rkb += $6; wkb += $47; n++
 } END { printf "%d %d %d %d %d", n, errs, first, wkb / 1024, rkb / 1024 }')
 read -r terse errs first wmib rmib <<EOF
 $observed
 EOF
-runs=$(wc -l < "$MPIO_RUN/fio-exits")
-failed=$(awk '$2 != 0' "$MPIO_RUN/fio-exits" | wc -l)
-bad=$(cat "$MPIO_RUN"/fio-*.err 2>/dev/null | grep -c 'verify failed\|bad magic\|bad header\|verify:')
+runs=$(wc -l < "$fio_dir/exits")
+failed=$(awk '$2 != 0' "$fio_dir/exits" | wc -l)
+bad=$(cat "$fio_dir"/*.err 2>/dev/null | grep -c 'verify failed\|bad magic\|bad header\|verify:')
 summary="$runs runs, $failed exit non-zero, err $first ($errs runs with an error), $bad bad blocks, $wmib MiB written, $rmib MiB verified"
 if [ "$failed" = 0 ] && [ "$errs" = 0 ] && [ "$bad" = 0 ] && [ "$terse" = "$runs" ] && [ "$wmib" -ge "$FIO_MIB" ]; then
 	mpio_check fio_clean PASS "$summary"
 else
 	mpio_check fio_clean FAIL "$summary"
-	cat "$MPIO_RUN"/fio-*.err 2>/dev/null | head -n 20 | mpio_send fio-errors
+	cat "$fio_dir"/*.err 2>/dev/null | head -n 20 | mpio_send fio-errors
 fi
 
 mpio_step umount
