@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="make python3 python3-venv qemu-system-x86 busybox-static multipath-tools kpartx
-dmsetup xfsprogs udev sg3-utils sg3-utils-udev kmod cpio zstd git"
+dmsetup xfsprogs udev sg3-utils sg3-utils-udev fio kmod cpio zstd git"
 for arg in "$@"; do
 	case $arg in
 	# what the test suite needs besides: Debian's kernel source and what builds it, and a

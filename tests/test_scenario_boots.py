@@ -67,6 +67,16 @@ def offline_one_by_one(result: dict[str, Any], run: Path) -> None:
     assert offlined == order and len(order) == 3
 
 
+def flapping(result: dict[str, Any], run: Path) -> None:
+    # the schedule ran from the host's loop: 3 failures, each path back as a new device
+    assert [a for a, _ in _actions(result)] == ["flap_path"] + ["fail_path", "restore_path"] * 3
+    assert _actions(result)[-1][1].endswith("device_add l0p0g3dev")
+    assert _observed(result, "path_returned").startswith("3_returns_in_")
+    assert "_0_exit_non-zero_err_0_(0_runs_with_an_error)_0_bad_blocks_" in \
+        _observed(result, "fio_clean")
+    assert _observed(result, "paths_after_flaps") == "2_active_0_failed"
+
+
 PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
     "failover-offline": None,
     "reinstate": reinstate,
@@ -76,9 +86,10 @@ PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
     "all-paths-down-fail": all_paths_down_fail,
     "offline-one-by-one": offline_one_by_one,
     "offline-one-by-one-small": None,
+    "flapping": flapping,
 }
 CONTROLS = ["all-paths-lost", "no-second-path", "reinstate-skipped", "all-paths-down-unqueued",
-            "all-paths-down-queued", "offline-one-by-one-too-far"]
+            "all-paths-down-queued", "offline-one-by-one-too-far", "flapping-alone"]
 
 
 @pytest.fixture(scope="module", params=["default", "minimal"])
