@@ -97,30 +97,44 @@ class Image:
         return sum(p.stat().st_size for p in self.layers)
 
 
-def load_manifest(cut_dir: Path, name: str) -> Manifest:
+def load_manifest(cut_dir: Path, name: str, seen: tuple[str, ...] = ()) -> Manifest:
+    """cut/<name>.yaml; with `extends: BASE`, BASE's manifest plus what this one adds (so an
+    image for a few scenarios, e.g. with fio, does not weigh down every other boot)."""
     path = cut_dir / f"{name}.yaml"
+    if name in seen:
+        raise SetupError(f"Image manifest {path} extends itself (through "
+                         f"{' -> '.join(seen)}).")
     try:
         data = parse_yaml(path.read_text())
     except FileNotFoundError:
         raise SetupError(f"No image manifest {path}.") from None
     except yaml.YAMLError:
         raise SetupError(f"Image manifest {path} is not valid YAML.") from None
-    keys = {"busybox", "binaries", "dlopen", "files", "links", "rootfs", "modules"}
+    keys = {"extends", "busybox", "binaries", "dlopen", "files", "links", "rootfs", "modules"}
     if not isinstance(data, dict) or not set(data) <= keys:
         raise SetupError(f"Image manifest {path} must be a mapping with keys "
                          + ", ".join(sorted(keys)) + ".")
+    base = load_manifest(cut_dir, str(data["extends"]), (*seen, name)) \
+        if "extends" in data else None
+
+    def more(key: str, inherited: tuple[str, ...]) -> tuple[str, ...]:
+        return inherited + tuple(map(str, data.get(key) or ()))
+
     modules = data.get("modules") or {}
     rootfs = data.get("rootfs")
     return Manifest(
         path=path,
-        busybox=str(data.get("busybox", "/bin/busybox")),
-        binaries=tuple(map(str, data.get("binaries") or ())),
-        dlopen=tuple(map(str, data.get("dlopen") or ())),
-        files=tuple(map(str, data.get("files") or ())),
-        links={str(k): str(v) for k, v in (data.get("links") or {}).items()},
-        rootfs=path.parent / str(rootfs) if rootfs else None,
-        modules_required=tuple(map(str, modules.get("required") or ())),
-        modules_optional=tuple(map(str, modules.get("optional") or ())),
+        busybox=str(data.get("busybox", base.busybox if base else "/bin/busybox")),
+        binaries=more("binaries", base.binaries if base else ()),
+        dlopen=more("dlopen", base.dlopen if base else ()),
+        files=more("files", base.files if base else ()),
+        links={**(base.links if base else {}),
+               **{str(k): str(v) for k, v in (data.get("links") or {}).items()}},
+        rootfs=path.parent / str(rootfs) if rootfs else (base.rootfs if base else None),
+        modules_required=tuple(map(str, modules.get("required") or ())) +
+        (base.modules_required if base else ()),
+        modules_optional=tuple(map(str, modules.get("optional") or ())) +
+        (base.modules_optional if base else ()),
     )
 
 
@@ -187,6 +201,7 @@ def base_key(manifest: Manifest, compression: str) -> str:
     """Identity of everything the base layer is made of, without reading ELF files."""
     h = hashlib.sha256(f"{FORMAT_VERSION} {compression}\n".encode())
     h.update(manifest.path.read_bytes())
+    h.update(repr(dataclasses.replace(manifest, path=Path())).encode())  # with its base's
     paths = [manifest.busybox, *manifest.binaries, *manifest.files, *manifest.dlopened()]
     if DPKG_STATUS.exists():  # a package upgrade may change a library no binary names
         paths.append(str(DPKG_STATUS))

@@ -133,7 +133,7 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
     import shutil
 
     from rapido_mpio import matrix as mx
-    from rapido_mpio import pool, progress, qemu, results
+    from rapido_mpio import pool, progress, qemu, results, scenario
     from rapido_mpio.image import SELECTOR_OPTIONS
 
     began = time.monotonic()
@@ -154,12 +154,16 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
     kernels: list[results.KernelInfo] = []
     untestable: dict[str, str] = {}
     lacks: dict[str, set[str] | None] = {}  # the selectors each kernel has (None: unknown)
+    image_of = {c: scenario.load(cfg.cut_dir, c.scenario).image for c in plan.combinations}
     for spec in plan.kernels:
-        first = next(c.scenario for c in plan.combinations if c.kernel == spec.id)
-        kcfg = cfg.replace(kernel_src=spec.src, kernel_build=spec.build, scenario=first,
-                           output_dir=root / "kernels" / spec.id)
+        # each image the kernel's combinations boot, cut once (a scenario names its image)
+        firsts = {image_of[c]: c.scenario for c in reversed(plan.combinations)
+                  if c.kernel == spec.id}
         try:
-            img = cut(kcfg, log)
+            for name, first in sorted(firsts.items()):
+                img = cut(cfg.replace(kernel_src=spec.src, kernel_build=spec.build,
+                                      scenario=first,
+                                      output_dir=root / "kernels" / spec.id / name), log)
         except UntestableKernel as e:  # its combinations are untestable; the others run
             untestable[spec.id] = str(e)
             kernels.append(results.KernelInfo(spec.id, spec.id, "", str(spec.src)))
@@ -184,7 +188,8 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
                 f"({SELECTOR_OPTIONS.get(missing, '?')}).")
             continue
         slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", c.id.replace("/", "."))
-        jobs.append(pool.Job(c, work / f"{i:02d}-{slug}", root / "kernels" / c.kernel / "image"))
+        jobs.append(pool.Job(c, work / f"{i:02d}-{slug}",
+                             root / "kernels" / c.kernel / image_of[c] / "image"))
     with progress.Progress(len(plan.combinations), vms, out) as view:
         for r in found.values():
             view.finished(r)

@@ -8,6 +8,7 @@
 #:   path come back FLAPS times; then the kernel and multipathd must agree that every path is
 #:   active, and keep agreeing.
 #: topology: {luns: 1, paths: 2}
+#: image: mpio-fio  # mpio plus fio
 #: env:
 #:   FLAPS: 3          # how many times the path fails and comes back
 #:   PERIOD: 4         # seconds from one failure to the next; the path is down for half of it
