@@ -208,6 +208,12 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def error_line(e: yaml.YAMLError) -> int | None:
+    """The 1-based line a YAML error points at, when it points at one."""
+    mark = getattr(e, "problem_mark", None)
+    return mark.line + 1 if mark is not None else None
+
+
 def _read_file(path: Path) -> dict[str, object]:
     try:
         text = path.read_text()
@@ -217,8 +223,8 @@ def _read_file(path: Path) -> dict[str, object]:
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
+        line = error_line(e)
+        where = f" at line {line}" if line else ""
         raise SetupError(f"Config file {path} is not valid YAML{where}.",
                          hint="Fix the syntax or remove the file.") from None
     if data is None:

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from rapido_mpio import scenario
-from rapido_mpio.config import SETTINGS_BY_NAME, Config, parse_yaml
+from rapido_mpio.config import SETTINGS_BY_NAME, Config, error_line, parse_yaml
 from rapido_mpio.errors import SetupError
 from rapido_mpio.results import Combination
 
@@ -73,8 +73,8 @@ def load(path: Path, cfg: Config) -> Plan:
         raise SetupError(f"Cannot read matrix file {path}: {e.strerror}.",
                          hint="Give an existing file, or none for cut/matrix.yaml.") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
+        line = error_line(e)
+        where = f" (line {line})" if line else ""
         raise SetupError(f"Matrix file {path} is not valid YAML{where}.",
                          hint="Fix its syntax.") from None
     if not isinstance(data, dict):

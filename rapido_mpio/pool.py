@@ -23,7 +23,7 @@ from typing import Any
 
 from rapido_mpio.config import SETTINGS, Config
 from rapido_mpio.errors import ExitCode
-from rapido_mpio.results import CheckResult, Combination, CombinationResult
+from rapido_mpio.results import Combination, CombinationResult
 
 STOP_GRACE = 15.0  # seconds a child gets to stop its QEMU after SIGTERM
 POLL = 0.25
@@ -156,18 +156,8 @@ def collect(job: Job, code: int, wall: float, matrix_dir: Path) -> CombinationRe
         return CombinationResult(c, result, code if code in set(ExitCode) else 255,
                                  words or f"rapido-mpio boot exited {code} without a run.",
                                  seconds=round(wall, 3))
-    timings = data.get("timings") or {}
-    seconds = timings.get("verdict") or timings.get("qemu_exit") or wall
-    control = data.get("negative_control") or {}
-    return CombinationResult(
-        c, data["result"], int(data["exit_code"]), data["reason"],
-        checks=tuple(CheckResult(k["name"], k["status"], k["observed"])
-                     for k in data.get("checks", [])),
-        seconds=round(float(seconds), 3),
-        run_dir=os.path.relpath(last.resolve(), matrix_dir),
-        log_tail=tuple(data.get("log_tail", [])),
-        expect_fail=tuple(control.get("expect_fail", [])),
-        as_declared=control.get("as_declared"))
+    return CombinationResult.from_run(c, data, os.path.relpath(last.resolve(), matrix_dir),
+                                      wall)
 
 
 def _last_words(log: Path) -> str:

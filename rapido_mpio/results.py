@@ -91,6 +91,23 @@ class CombinationResult:
         }
 
     @classmethod
+    def from_run(cls, combination: Combination, run: dict[str, Any], run_dir: str,
+                 wall: float = 0.0) -> CombinationResult:
+        """What the matrix records for one run, from the run's result.json (`run`); its
+        seconds are QEMU start to verdict (to QEMU's exit, or `wall`, when there was none)."""
+        timings = run.get("timings") or {}
+        seconds = timings.get("verdict") or timings.get("qemu_exit") or wall
+        control = run.get("negative_control") or {}
+        return cls(
+            combination, run["result"], int(run["exit_code"]), run["reason"],
+            checks=tuple(CheckResult(c["name"], c["status"], c["observed"])
+                         for c in run.get("checks", [])),
+            seconds=round(float(seconds), 3), run_dir=run_dir,
+            log_tail=tuple(run.get("log_tail", [])),
+            expect_fail=tuple(control.get("expect_fail", [])),
+            as_declared=control.get("as_declared"))
+
+    @classmethod
     def from_json(cls, d: dict[str, Any]) -> CombinationResult:
         control = d.get("negative_control") or {}
         return cls(

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from rapido_mpio.config import parse_yaml
+from rapido_mpio.config import error_line, parse_yaml
 from rapido_mpio.errors import SetupError
 from rapido_mpio.topology import Shape
 
@@ -170,8 +170,8 @@ def _header(text: str, path: Path) -> dict[str, Any]:
     try:
         data = parse_yaml("\n".join(lines)) if lines else {}
     except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line_no = f" (header line {where.line + 1})" if where is not None else ""
+        bad = error_line(e)
+        line_no = f" (header line {bad})" if bad else ""
         raise SetupError(f"The #: header of {path} is not valid YAML{line_no}.",
                          hint="Fix its syntax.") from None
     if not isinstance(data, dict):

@@ -24,15 +24,8 @@ def from_run(run_dir: Path, out_dir: Path, kernel: str = "default",
              selector: str | None = None) -> CombinationResult:
     """What the matrix runner records for one run, from the run's result.json."""
     d = json.loads((run_dir / "result.json").read_text())
-    control = d.get("negative_control") or {}
-    return CombinationResult(
-        combination=Combination(d["scenario"], kernel, selector=selector),
-        result=d["result"], exit_code=d["exit_code"], reason=d["reason"],
-        checks=tuple(CheckResult(c["name"], c["status"], c["observed"]) for c in d["checks"]),
-        seconds=float(d["timings"]["verdict"] or 0.0),
-        run_dir=str(run_dir.relative_to(out_dir)), log_tail=tuple(d.get("log_tail", [])),
-        expect_fail=tuple(control.get("expect_fail", [])),
-        as_declared=control.get("as_declared"))
+    return CombinationResult.from_run(Combination(d["scenario"], kernel, selector=selector), d,
+                                      str(run_dir.relative_to(out_dir)))
 
 
 def synthetic() -> list[CombinationResult]:
