@@ -140,7 +140,11 @@ def bench_matrix(tree: Path, vms: int, work: Path) -> dict[str, Any]:
     wall = time.monotonic() - began
     data = json.loads((out / "matrix.json").read_text())
     seconds = {c["id"]: c["seconds"] for c in data["combinations"] if c["run_dir"]}
+    unexpected = {c["id"]: c["reason"] for c in data["combinations"]
+                  if c["result"] not in ("PASS", "SKIPPED") and not (
+                      c["negative_control"] or {}).get("as_declared")}
     return {"vms": vms, "wall_s": wall, "combinations": len(data["combinations"]),
+            "unexpected": unexpected,
             "booted": len(seconds), "exit_code": data["exit_code"],
             "summary": data["summary"], "seconds": seconds}
 
@@ -211,6 +215,8 @@ def main() -> int:
               f"{m['combinations']} combinations ({m['booted']} booted), "
               f"{m['wall_s']:.1f}s wall = {m['wall_floors']:.1f} floors; median combination "
               f"{_fmt(m['median_combination_floors'])} floors; exit {m['exit_code']}")
+        for cid, why in m["unexpected"].items():
+            print(f"  NOT AS EXPECTED: {cid}: {why}")
         for cid, sec in sorted(m["seconds"].items(), key=lambda kv: kv[1]):
             print(f"  {sec:6.2f}s {sec / floor:5.1f} floors  {cid}" if floor else cid)
     print(f"(medians of {args.runs} runs; JSON in {args.json})")

@@ -149,7 +149,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Also stream the guest's serial console to stderr while it runs."),
     Setting("jobs", int, os.cpu_count() or 1, "Parallel jobs for kernel builds."),
     Setting("vms", int, None,
-            "VMs at a time in a matrix. Unset: one per host CPU, as far as memory allows."),
+            "VMs at a time in a matrix. Unset: host CPUs / guest CPUs, as far as memory "
+            "allows."),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -304,7 +305,7 @@ _DYNAMIC: dict[str, str] = {
     "templates_dir": "<repository>/templates",
     "cache_dir": "~/.cache/rapido-mpio",
     "jobs": "<number of CPUs>",
-    "vms": "<one per CPU, as memory allows>",
+    "vms": "<host CPUs / guest CPUs, as memory allows>",
 }
 
 
