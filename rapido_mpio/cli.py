@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config.render_defaults())
         return 0
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         cfg = config.load(vars(args))
         from rapido_mpio import runner
@@ -147,4 +148,9 @@ def _count(least: int) -> Callable[[str], int]:
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the same cleanup as Ctrl-C
+    # the first SIGINT or SIGTERM unwinds through the cleanup; later ones must not cut that
+    # cleanup short (a matrix child gets Ctrl-C from the terminal and SIGTERM from its
+    # parent), or a QEMU could outlive its run. The cleanup is bounded in time.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt

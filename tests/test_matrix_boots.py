@@ -4,6 +4,7 @@ reports, a slice of it (--shard) merged with the rest, and Ctrl-C ending every Q
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -96,9 +97,11 @@ def test_shards_merge_into_the_whole(small: tuple[Path, subprocess.CompletedProc
     assert len(ran) == 2 and all((merged / c["run_dir"] / "result.json").is_file() for c in ran)
 
 
-def test_ctrl_c_ends_every_qemu(tmp_path: Path) -> None:
+@pytest.mark.parametrize("to_group", [False, True], ids=["matrix-alone", "terminal"])
+def test_ctrl_c_ends_every_qemu(tmp_path: Path, to_group: bool) -> None:
     """SIGINT to the matrix alone (as a CI runner's cancel sends it): it stops each child,
-    and each child its QEMU."""
+    and each child its QEMU. From a terminal, to the whole process group: each child gets
+    SIGINT and then its parent's SIGTERM, and the second must not cut its cleanup short."""
     proc = subprocess.Popen([sys.executable, "-m", "rapido_mpio", "matrix", str(SMALL),
                              "--output-dir", str(tmp_path), "--vms", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -107,7 +110,10 @@ def test_ctrl_c_ends_every_qemu(tmp_path: Path) -> None:
     while len(qemu_processes_for(tmp_path)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(qemu_processes_for(tmp_path)) == 2
-    proc.send_signal(signal.SIGINT)
+    if to_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 255
     assert "interrupted" in err and "Traceback" not in err
