@@ -32,7 +32,7 @@ mpio-matrix:
 
 # Everything CI runs: lint, type check, unit tests and real boots.
 test: lint
-	$(VENV)/bin/pytest -v -rs
+	$(VENV)/bin/pytest -v -rs --durations=15
 
 unit:
 	$(VENV)/bin/pytest -v -m "not integration"
