@@ -153,8 +153,11 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
     shutil.rmtree(work, ignore_errors=True)  # the last matrix's runs: ours, and stale now
     kernels: list[results.KernelInfo] = []
     untestable: dict[str, str] = {}
-    lacks: dict[str, set[str] | None] = {}  # the selectors each kernel has (None: unknown)
-    image_of = {c: scenario.load(cfg.cut_dir, c.scenario).image for c in plan.combinations}
+    has: dict[str, tuple[str, ...] | None] = {}  # each kernel's selectors (None: unknown)
+    # each scenario read once: it names the combination's image and its selectors
+    loaded = {name: scenario.load(cfg.cut_dir, name)
+              for name in {c.scenario for c in plan.combinations}}
+    image_of = {c: loaded[c.scenario].image for c in plan.combinations}
     for spec in plan.kernels:
         # each image the kernel's combinations boot, cut once (a scenario names its image)
         firsts = {image_of[c]: c.scenario for c in reversed(plan.combinations)
@@ -171,7 +174,7 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
         kernels.append(results.KernelInfo(
             spec.id, img.kernel_label, img.kernel_release,
             str(spec.src) if spec.src else cfg.default_kernel))
-        lacks[spec.id] = set(img.selectors) if img.selectors is not None else None
+        has[spec.id] = img.selectors
     vms = cfg.vms or pool.default_vms(cfg)
     found: dict[results.Combination, results.CombinationResult] = {}
     jobs = []
@@ -180,12 +183,13 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
             found[c] = results.CombinationResult(c, "UNTESTABLE", int(ExitCode.UNTESTABLE),
                                                  untestable[c.kernel])
             continue
-        missing = _missing_selectors(cfg, c, lacks[c.kernel])
+        missing = _lacking(loaded[c.scenario].with_policy(
+            c.selector or "scenario", c.grouping or "scenario"), has[c.kernel])
         if missing:  # not a property of this kernel's dm-multipath: skipped, and said why
             found[c] = results.CombinationResult(
                 c, "SKIPPED", int(ExitCode.PASS),
-                f"The kernel lacks the {missing} path selector "
-                f"({SELECTOR_OPTIONS.get(missing, '?')}).")
+                f"The kernel lacks the {missing[0]} path selector "
+                f"({SELECTOR_OPTIONS.get(missing[0], '?')}).")
             continue
         slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", c.id.replace("/", "."))
         jobs.append(pool.Job(c, work / f"{i:02d}-{slug}",
@@ -233,15 +237,10 @@ def merge(cfg: Config, parts: list[Path], kcidb: Path | None = None,
     return result.exit_code
 
 
-def _missing_selectors(cfg: Config, c: results.Combination,
-                       has: set[str] | None) -> str | None:
-    from rapido_mpio import scenario
-
-    if has is None:
-        return None
-    sc = scenario.load(cfg.cut_dir, c.scenario).with_policy(
-        c.selector or "scenario", c.grouping or "scenario")
-    return next(iter(sorted(sc.selectors() - has)), None)
+def _lacking(sc: Scenario, selectors: tuple[str, ...] | None) -> list[str]:
+    """The path selectors the scenario names and the kernel lacks (none known lacking for
+    an image.json from before selectors were recorded)."""
+    return [] if selectors is None else sorted(sc.selectors() - set(selectors))
 
 
 def _reports(result: results.MatrixResult, root: Path, cfg: Config,
@@ -256,9 +255,7 @@ def _check_selectors(sc: Scenario, img: Image) -> None:
     about its dm-multipath, so it is untestable, not a FAIL."""
     from rapido_mpio.image import SELECTOR_OPTIONS
 
-    if img.selectors is None:  # an image.json from before selectors were recorded
-        return
-    missing = sorted(sc.selectors() - set(img.selectors))
+    missing = _lacking(sc, img.selectors)
     if missing:
         options = ", ".join(SELECTOR_OPTIONS.get(m, "?") for m in missing)
         raise UntestableKernel(
