@@ -15,7 +15,7 @@ from types import FrameType
 from typing import NoReturn
 
 from rapido_mpio import config
-from rapido_mpio.errors import ExitCode, MpioError
+from rapido_mpio.errors import ExitCode, Interrupted, MpioError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -129,8 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MpioError as e:
         print(f"rapido-mpio: {e}", file=sys.stderr)
         return int(e.exit_code)
-    except KeyboardInterrupt:
-        print("rapido-mpio: interrupted; QEMU was stopped.", file=sys.stderr)
+    except KeyboardInterrupt as e:  # what it stopped, when something was running
+        stopped = f"; {e.stopped}" if isinstance(e, Interrupted) else ""
+        print(f"rapido-mpio: interrupted{stopped}.", file=sys.stderr)
         return int(ExitCode.SETUP)
     except Exception:  # a bug in rapido-mpio: abort a bisect rather than blame the kernel
         traceback.print_exc()

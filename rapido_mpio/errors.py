@@ -36,3 +36,12 @@ class UntestableKernel(MpioError):
     """This kernel cannot run the scenario (missing options or modules, panic before start)."""
 
     exit_code = ExitCode.UNTESTABLE
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, once the cleanup has run: `stopped` says what it ended, in words
+    that are true ("QEMU was stopped" only when a QEMU ran and is gone)."""
+
+    def __init__(self, stopped: str) -> None:
+        super().__init__(stopped)
+        self.stopped = stopped

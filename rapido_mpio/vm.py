@@ -14,16 +14,17 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
-from rapido_mpio import qemu
+from rapido_mpio import lifetime, qemu
 from rapido_mpio.config import Config
 from rapido_mpio.console import Channel, ChannelClosed, ChannelTimeout, Message
+from rapido_mpio.errors import Interrupted
 from rapido_mpio.faults import Action, FaultError, Faults
 from rapido_mpio.image import Image, assemble
 from rapido_mpio.monitor import Monitor, MonitorError
@@ -76,7 +77,7 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
     binary = qemu.find_binary(cfg.qemu)
     run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rapido-mpio-")))
+        scratch = stack.enter_context(lifetime.scratch_dir())  # removes dead runs' too
         topology = Topology.build(scenario.shape, str(scratch), cfg.disk_size)
         for disk in topology.disks:
             with open(disk, "wb") as f:
@@ -95,9 +96,11 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
         if cfg.console:  # entered first, left last: it shows QEMU's final lines too
             stack.enter_context(_stream(run_dir / "console.log", sys.stderr))
         started = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qemu_out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        stack.callback(_reap, proc, record, started)
+        with lifetime.signals_deferred():  # no interrupt between QEMU's start and its end
+            proc = lifetime.spawn(argv, signal.SIGKILL, stdin=subprocess.DEVNULL,
+                                  stdout=qemu_out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # Ctrl-C is ours, not QEMU's
+            stack.push(_reaper(proc, record, started))
         proto = stack.enter_context(_accept(proto_listener, proc))
         qmp = stack.enter_context(_accept(qmp_listener, proc))
         if proto is not None and qmp is not None:  # else QEMU exited: _reap records why
@@ -305,23 +308,54 @@ def _accept(listener: socket.socket,
             conn.close()
 
 
-def _reap(proc: subprocess.Popen[bytes], record: RunRecord, started: float) -> None:
-    """End QEMU by its PID whatever happened: SIGTERM, then SIGKILL."""
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=SHUTDOWN_GRACE if record.first("VERDICT") else 0.5)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
+def _reaper(proc: subprocess.Popen[bytes], record: RunRecord,
+            started: float) -> Callable[[type[BaseException] | None, BaseException | None,
+                                         TracebackType | None], bool]:
+    """boot()'s last exit: QEMU ended on every way out. An interrupt comes out as
+    Interrupted once QEMU is gone, so the CLI can say that it was stopped."""
+
+    def reap(exc_type: type[BaseException] | None, exc: BaseException | None,
+             tb: TracebackType | None) -> bool:
+        interrupted = isinstance(exc, KeyboardInterrupt)
         try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        record.qemu_status = None
-    else:
-        record.qemu_status = proc.returncode
-    record.exited_at = time.monotonic() - started
-    log = record.run_dir / "qemu.log"
-    with contextlib.suppress(OSError):
-        record.qemu_output = log.read_text(errors="replace").strip()
+            _reap(proc, record, started)
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:
+            if proc.poll() is None:
+                raise KeyboardInterrupt
+            raise Interrupted("QEMU was stopped")
+        return False
+
+    return reap
+
+
+def _reap(proc: subprocess.Popen[bytes], record: RunRecord, started: float) -> None:
+    """End QEMU by its PID whatever happened: the guest's grace to reboot, then SIGTERM,
+    then SIGKILL. An interrupt may cut the grace short, never the ending itself."""
+    try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=SHUTDOWN_GRACE if record.first("VERDICT") else 0.5)
+    finally:
+        with lifetime.signals_deferred():
+            killed = _stop(proc)
+        record.qemu_status = None if killed else proc.returncode
+        record.exited_at = time.monotonic() - started
+        log = record.run_dir / "qemu.log"
+        with contextlib.suppress(OSError):
+            record.qemu_output = log.read_text(errors="replace").strip()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM, and SIGKILL if QEMU is still there 3 s later; False if it had exited."""
+    if proc.poll() is not None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return True
