@@ -17,10 +17,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
 
+from rapido_mpio import lifetime
 from rapido_mpio.config import SETTINGS, Config
 from rapido_mpio.errors import ExitCode
 from rapido_mpio.results import Combination, CombinationResult
@@ -97,7 +98,8 @@ def command(job: Job) -> list[str]:
 
 def run(jobs: Iterable[Job], cfg: Config, vms: int, matrix_dir: Path,
         on_start: Callable[[Running], None] = lambda r: None,
-        on_tick: Callable[[list[Running]], None] = lambda rs: None) -> Iterator[CombinationResult]:
+        on_tick: Callable[[list[Running]], None] = lambda rs: None,
+        ) -> Generator[CombinationResult, None, None]:
     """Yield each combination's result as it finishes. Whatever ends the iteration (done,
     Ctrl-C, an error), every child still running is stopped, and with it its QEMU."""
     pending = list(jobs)
@@ -107,15 +109,19 @@ def run(jobs: Iterable[Job], cfg: Config, vms: int, matrix_dir: Path,
         while pending or running:
             while pending and len(running) < vms:
                 job = pending.pop(0)
-                job.work_dir.mkdir(parents=True, exist_ok=True)
+                job.work_dir.mkdir(parents=True)  # new: the one run in it is the child's
                 link = job.work_dir / "image"
                 if not link.is_symlink():
                     link.symlink_to(os.path.relpath(job.image_dir, job.work_dir))
-                with open(job.work_dir / "boot.log", "wb") as log:
-                    proc = subprocess.Popen(command(job), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env)
-                r = Running(job, proc, time.monotonic())
-                running.append(r)
+                # a child started is a child stopped: no interrupt before it is in `running`;
+                # a matrix that dies (even by SIGKILL) sends its children SIGTERM
+                with open(job.work_dir / "boot.log", "wb") as log, \
+                        lifetime.signals_deferred():
+                    proc = lifetime.spawn(command(job), signal.SIGTERM, stdout=log,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          env=env)
+                    r = Running(job, proc, time.monotonic())
+                    running.append(r)
                 on_start(r)
             on_tick(running)
             time.sleep(POLL)
@@ -127,7 +133,8 @@ def run(jobs: Iterable[Job], cfg: Config, vms: int, matrix_dir: Path,
 
 
 def stop(running: list[Running]) -> None:
-    """SIGTERM: each child unwinds as a Ctrl-C'd run does, ending its QEMU by PID."""
+    """SIGTERM: each child unwinds as a Ctrl-C'd run does, ending its QEMU by PID. A child
+    too slow at it is killed, and its QEMU with it (the parent-death signal)."""
     for r in running:
         if r.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -142,14 +149,15 @@ def stop(running: list[Running]) -> None:
 
 
 def collect(job: Job, code: int, wall: float, matrix_dir: Path) -> CombinationResult:
-    """The combination's result from the run's result.json; from the child's exit code and
-    last words when it stopped before a run began (a selector the kernel lacks: 125)."""
+    """The combination's result from the result.json of the run its child made; from the
+    child's exit code and last words when it stopped before a run began (a selector the
+    kernel lacks: 125). Never through `last`: a link anyone could have moved."""
     c = job.combination
-    last = job.work_dir / "last"
+    runs = [p for p in (job.work_dir / "runs").glob("*") if p.is_dir() and not p.is_symlink()]
     data: dict[str, Any] | None = None
-    if last.exists():
+    if len(runs) == 1:  # the work directory was new: its one run is the child's
         with contextlib.suppress(OSError, ValueError):
-            data = json.loads((last / "result.json").read_text())
+            data = json.loads((runs[0] / "result.json").read_text())
     if data is None:
         words = _last_words(job.work_dir / "boot.log")
         result = {ExitCode.UNTESTABLE: "UNTESTABLE", ExitCode.FAIL: "FAIL"}.get(
@@ -157,8 +165,7 @@ def collect(job: Job, code: int, wall: float, matrix_dir: Path) -> CombinationRe
         return CombinationResult(c, result, code if code in set(ExitCode) else 255,
                                  words or f"rapido-mpio boot exited {code} without a run.",
                                  seconds=round(wall, 3))
-    return CombinationResult.from_run(c, data, os.path.relpath(last.resolve(), matrix_dir),
-                                      wall)
+    return CombinationResult.from_run(c, data, os.path.relpath(runs[0], matrix_dir), wall)
 
 
 def _last_words(log: Path) -> str:

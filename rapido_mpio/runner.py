@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import fcntl
 import io
+import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from rapido_mpio.config import Config
-from rapido_mpio.errors import ExitCode, MpioError, SetupError, UntestableKernel
+from rapido_mpio.errors import (
+    ExitCode,
+    Interrupted,
+    MpioError,
+    SetupError,
+    UntestableKernel,
+)
 
 if TYPE_CHECKING:  # cut must not pay for importing the boot side
     from rapido_mpio import results
@@ -149,77 +159,85 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
     qemu.find_binary(cfg.qemu)  # a setup problem is one sentence now, not one per child
     qemu.detect_accel(cfg.accel)
     root = _writable(cfg.output_dir, cfg.output_dir)
-    work = root / "matrix-runs"
-    shutil.rmtree(work, ignore_errors=True)  # the last matrix's runs: ours, and stale now
-    kernels: list[results.KernelInfo] = []
-    untestable: dict[str, str] = {}
-    has: dict[str, tuple[str, ...] | None] = {}  # each kernel's selectors (None: unknown)
-    # each scenario read once: it names the combination's image and its selectors
-    loaded = {name: scenario.load(cfg.cut_dir, name)
-              for name in {c.scenario for c in plan.combinations}}
-    image_of = {c: loaded[c.scenario].image for c in plan.combinations}
-    for spec in plan.kernels:
-        # each image the kernel's combinations boot, cut once (a scenario names its image)
-        firsts = {image_of[c]: c.scenario for c in reversed(plan.combinations)
-                  if c.kernel == spec.id}
-        try:
-            for name, first in sorted(firsts.items()):
-                img = cut(cfg.replace(kernel_src=spec.src, kernel_build=spec.build,
-                                      scenario=first,
-                                      output_dir=root / "kernels" / spec.id / name), log)
-        except UntestableKernel as e:  # its combinations are untestable; the others run
-            untestable[spec.id] = str(e)
-            kernels.append(results.KernelInfo(spec.id, spec.id, "", str(spec.src)))
-            continue
-        kernels.append(results.KernelInfo(
-            spec.id, img.kernel_label, img.kernel_release,
-            str(spec.src) if spec.src else cfg.default_kernel))
-        has[spec.id] = img.selectors
-    vms = cfg.vms or pool.default_vms(cfg)
-    found: dict[results.Combination, results.CombinationResult] = {}
-    jobs = []
-    for i, c in enumerate(plan.combinations, 1):
-        if c.kernel in untestable:
-            found[c] = results.CombinationResult(c, "UNTESTABLE", int(ExitCode.UNTESTABLE),
-                                                 untestable[c.kernel])
-            continue
-        missing = _lacking(loaded[c.scenario].with_policy(
-            c.selector or "scenario", c.grouping or "scenario"), has[c.kernel])
-        if missing:  # not a property of this kernel's dm-multipath: skipped, and said why
-            found[c] = results.CombinationResult(
-                c, "SKIPPED", int(ExitCode.PASS),
-                f"The kernel lacks the {missing[0]} path selector "
-                f"({SELECTOR_OPTIONS.get(missing[0], '?')}).")
-            continue
-        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", c.id.replace("/", "."))
-        jobs.append(pool.Job(c, work / f"{i:02d}-{slug}",
-                             root / "kernels" / c.kernel / image_of[c] / "image"))
-    with progress.Progress(len(plan.combinations), vms, out) as view:
-        for r in found.values():
-            view.finished(r)
-        for r in pool.run(jobs, cfg, vms, root, on_tick=view.tick):
-            found[r.combination] = r
-            view.finished(r)
-    result = results.MatrixResult(
-        matrix=str(plan.file), shards=(shards,), seconds=round(time.monotonic() - began, 1),
-        jobs=vms, kernels=tuple(kernels),
-        results=tuple(found[c] for c in plan.combinations))
-    written = _reports(result, root, cfg, kcidb)
-    s = result.summary()
-    print(f"rapido-mpio: matrix: {s.passed} PASS, {s.failed} FAIL, {s.controls_as_declared} "
-          f"negative controls failed as declared, {s.controls_not_as_declared} did not, "
-          f"{s.untestable} untestable, {s.skipped} skipped, {s.errors} errors, in "
-          f"{result.seconds:.0f}s "
-          f"(exit {int(result.exit_code)})", file=out)
-    print("  reports: " + ", ".join(str(p) for p in written), file=out)
-    return result.exit_code
+    with _sole_matrix(root):  # held until the reports are written
+        work = root / "matrix-runs"
+        shutil.rmtree(work, ignore_errors=True)  # the last matrix's runs: stale now
+        if work.exists():  # each combination's run must be the only one in its directory
+            raise SetupError(f"Cannot remove the last matrix's runs in {work}.",
+                             hint="Remove it by hand, or choose another --output-dir.")
+        kernels: list[results.KernelInfo] = []
+        untestable: dict[str, str] = {}
+        has: dict[str, tuple[str, ...] | None] = {}  # each kernel's selectors (None: unknown)
+        # each scenario read once: it names the combination's image and its selectors
+        loaded = {name: scenario.load(cfg.cut_dir, name)
+                  for name in {c.scenario for c in plan.combinations}}
+        image_of = {c: loaded[c.scenario].image for c in plan.combinations}
+        for spec in plan.kernels:
+            # each image the kernel's combinations boot, cut once (a scenario names its image)
+            firsts = {image_of[c]: c.scenario for c in reversed(plan.combinations)
+                      if c.kernel == spec.id}
+            try:
+                for name, first in sorted(firsts.items()):
+                    img = cut(cfg.replace(kernel_src=spec.src, kernel_build=spec.build,
+                                          scenario=first,
+                                          output_dir=root / "kernels" / spec.id / name), log)
+            except UntestableKernel as e:  # its combinations are untestable; the others run
+                untestable[spec.id] = str(e)
+                kernels.append(results.KernelInfo(spec.id, spec.id, "", str(spec.src)))
+                continue
+            kernels.append(results.KernelInfo(
+                spec.id, img.kernel_label, img.kernel_release,
+                str(spec.src) if spec.src else cfg.default_kernel))
+            has[spec.id] = img.selectors
+        vms = cfg.vms or pool.default_vms(cfg)
+        found: dict[results.Combination, results.CombinationResult] = {}
+        jobs = []
+        for i, c in enumerate(plan.combinations, 1):
+            if c.kernel in untestable:
+                found[c] = results.CombinationResult(c, "UNTESTABLE", int(ExitCode.UNTESTABLE),
+                                                     untestable[c.kernel])
+                continue
+            missing = _lacking(loaded[c.scenario].with_policy(
+                c.selector or "scenario", c.grouping or "scenario"), has[c.kernel])
+            if missing:  # not a property of this kernel's dm-multipath: skipped, and said why
+                found[c] = results.CombinationResult(
+                    c, "SKIPPED", int(ExitCode.PASS),
+                    f"The kernel lacks the {missing[0]} path selector "
+                    f"({SELECTOR_OPTIONS.get(missing[0], '?')}).")
+                continue
+            slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", c.id.replace("/", "."))
+            jobs.append(pool.Job(c, work / f"{i:02d}-{slug}",
+                                 root / "kernels" / c.kernel / image_of[c] / "image"))
+        with progress.Progress(len(plan.combinations), vms, out) as view:
+            for r in found.values():
+                view.finished(r)
+            try:  # closing: the pool has stopped every child before the interrupt goes on
+                with contextlib.closing(pool.run(jobs, cfg, vms, root,
+                                                 on_tick=view.tick)) as finished:
+                    for r in finished:
+                        found[r.combination] = r
+                        view.finished(r)
+            except KeyboardInterrupt:
+                raise Interrupted("the running combinations were stopped, and with them "
+                                  "their QEMUs") from None
+        result = results.MatrixResult(
+            matrix=str(plan.file), shards=(shards,), seconds=round(time.monotonic() - began, 1),
+            jobs=vms, kernels=tuple(kernels),
+            results=tuple(found[c] for c in plan.combinations))
+        written = _reports(result, root, cfg, kcidb)
+        s = result.summary()
+        print(f"rapido-mpio: matrix: {s.passed} PASS, {s.failed} FAIL, {s.controls_as_declared} "
+              f"negative controls failed as declared, {s.controls_not_as_declared} did not, "
+              f"{s.untestable} untestable, {s.skipped} skipped, {s.errors} errors, in "
+              f"{result.seconds:.0f}s "
+              f"(exit {int(result.exit_code)})", file=out)
+        print("  reports: " + ", ".join(str(p) for p in written), file=out)
+        return result.exit_code
 
 
 def merge(cfg: Config, parts: list[Path], kcidb: Path | None = None,
           out: TextIO = sys.stdout) -> ExitCode:
     """Shards' matrix.json joined into one report, with every run directory still linked."""
-    import os
-
     from rapido_mpio import results
 
     root = _writable(cfg.output_dir, cfg.output_dir)
@@ -262,6 +280,35 @@ def _check_selectors(sc: Scenario, img: Image) -> None:
             f"Scenario {sc.name} uses the {', '.join(missing)} path selector, which "
             f"{img.kernel_label} lacks ({options}).",
             hint="Enable it and rebuild, or choose another scenario.")
+
+
+@contextlib.contextmanager
+def _sole_matrix(root: Path) -> Iterator[None]:
+    """One matrix at a time in an output directory: a second would delete the first's runs
+    and overwrite its reports. The kernel drops the lock when its holder dies, even by
+    SIGKILL, so a dead matrix never blocks the next."""
+    try:
+        fd = os.open(root / ".matrix.lock",
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise SetupError(f"Cannot lock the output directory {root}: "
+                         f"{e.strerror.lower() if e.strerror else e}.",
+                         hint="Choose another with --output-dir.") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise SetupError(
+            f"Another matrix{f' (pid {holder})' if holder.isdecimal() else ''} is running "
+            f"in {root}; two in one output directory would delete each other's runs.",
+            hint="Wait for it to end, or choose another --output-dir.") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # for the sentence above
+        yield
+    finally:
+        os.close(fd)
 
 
 def _writable(path: Path, output_dir: Path) -> Path:
