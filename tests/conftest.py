@@ -29,6 +29,15 @@ def run_cli(*args: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None
                           env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cut of the failover image on the default kernel, shared by a module's boots."""
+    out = tmp_path_factory.mktemp("mpio-out")
+    p = run_cli("cut", "--output-dir", str(out))
+    assert p.returncode == 0, p.stderr
+    return out
+
+
 def qemu_processes_for(path: Path) -> list[str]:
     """QEMU processes whose command line mentions `path` (each run's files live under it)."""
     found = []
