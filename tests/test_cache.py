@@ -1,0 +1,193 @@
+"""The cache and what cut writes (issue 15, cases 2, 7 and 8): layers copied across file
+systems, no partial file after an interrupted or failed cut, and cuts run at once into one
+cache and one output directory."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import lzma
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rapido_mpio import kernel, scenario
+from rapido_mpio.config import REPO_ROOT, SETTINGS_BY_NAME
+from rapido_mpio.image import Image, assemble, load_image
+
+from .conftest import last_result, qemu_processes_for, run_cli
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of its own at `path` (root only: skipped elsewhere), unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def temp_files(*dirs: Path) -> list[Path]:
+    return [p for d in dirs if d.is_dir() for p in d.rglob(".tmp-*")]
+
+
+# --- case 2: TMPDIR on a tmpfs, the cache on disk ------------------------------------------
+
+
+def test_layers_are_copied_into_an_initrd_on_another_file_system(tmp_path: Path) -> None:
+    """copy_file_range says EXDEV across file systems; the initrd is still written whole."""
+    layers = []
+    for i in range(2):
+        layer = tmp_path / f"layer{i}.cpio"
+        layer.write_bytes(os.urandom(3 << 20) + bytes([i]))
+        layers.append(layer)
+    img = Image("mpio", Path("vmlinuz"), "6.1.0-fake", "fake", tuple(layers))
+    sc = scenario.load(REPO_ROOT / "cut", "failover")
+    with tmpfs(tmp_path / "tmpfs", "32m") as scratch:
+        first = assemble(img, sc, scratch / "initrd")
+        written = (scratch / "initrd").read_bytes()
+    assert written == first + b"".join(p.read_bytes() for p in layers)
+
+
+# --- case 8: unpacking the default kernel, several at once ---------------------------------
+
+
+def test_concurrent_unpacking_of_the_kernel_never_follows_a_planted_link(
+        tmp_path: Path) -> None:
+    elf = b"\x7fELF" + os.urandom(4 << 20)
+    bzimage = tmp_path / "vmlinuz-6.1.0-fake"
+    bzimage.write_bytes(b"setup code" * 100 + lzma.compress(elf, format=lzma.FORMAT_XZ,
+                                                            preset=0))
+    vmlinux = tmp_path / "vmlinux-6.1.0-fake"
+    victim = tmp_path / "victim"
+    victim.write_text("not yours\n")
+    vmlinux.with_suffix(".tmp").symlink_to(victim)  # the old fixed temp name
+    for _ in range(3):
+        vmlinux.unlink(missing_ok=True)
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            done = list(pool.map(lambda _: kernel._uncompressed(bzimage, vmlinux), range(6)))
+        assert done == [vmlinux] * 6
+        assert vmlinux.read_bytes() == elf
+    assert victim.read_text() == "not yours\n"
+    assert temp_files(tmp_path) == []
+
+
+# --- cuts through the CLI, on the default kernel -------------------------------------------
+
+CACHE = SETTINGS_BY_NAME["cache_dir"].default  # the developer's or CI's, holding the kernel
+
+
+@pytest.fixture(scope="module")
+def default_kernel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default kernel, downloaded into the usual cache once (the first cut does it)."""
+    p = run_cli("cut", "--output-dir", str(tmp_path_factory.mktemp("warm")))
+    assert p.returncode == 0, p.stderr
+    kernels: Path = CACHE / "kernels"
+    return kernels
+
+
+def cold_cache(root: Path, kernels: Path) -> Path:
+    """A cache with no layer in it, sharing the downloaded kernel."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "kernels").symlink_to(kernels)
+    return root
+
+
+def cut(out: Path, cache_dir: Path) -> subprocess.Popen[str]:
+    """A cut in the background, as run_cli runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAPIDO_MPIO_")
+           and k not in ("KERNEL_SRC", "KBUILD_OUTPUT")}
+    return subprocess.Popen([sys.executable, "-m", "rapido_mpio", "cut", "--output-dir",
+                             str(out), "--cache-dir", str(cache_dir)], cwd=REPO_ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.integration
+def test_sigterm_during_a_cold_cut_leaves_no_partial_layer(default_kernel: Path,
+                                                           tmp_path: Path) -> None:
+    rng = random.Random(15)
+    for attempt in range(4):
+        cache_dir = cold_cache(tmp_path / f"cache{attempt}", default_kernel)
+        layers = cache_dir / "layers"
+        proc = cut(tmp_path / f"out{attempt}", cache_dir)
+        deadline = time.monotonic() + 60
+        while not temp_files(layers) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert temp_files(layers), "the cut ended before it wrote a layer"
+        time.sleep(rng.uniform(0, 0.5))  # somewhere in the base layer, or the modules one
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 255, stderr
+        assert "Traceback" not in stderr
+        assert temp_files(cache_dir, tmp_path / f"out{attempt}") == []
+
+
+@pytest.mark.integration
+def test_a_full_cache_is_one_sentence_and_leaves_nothing(default_kernel: Path,
+                                                         tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "tiny", "4m") as tiny:
+        cache_dir = cold_cache(tiny, default_kernel)
+        p = run_cli("cut", "--output-dir", str(tmp_path / "out"), "--cache-dir",
+                    str(cache_dir))
+        leftovers = temp_files(cache_dir)
+    assert p.returncode == 255, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert f"The cache {cache_dir / 'layers'} is full (" in lines[0]
+    assert " MB free)" in lines[0] and "--cache-dir" in lines[0]
+    assert leftovers == []
+
+
+@pytest.mark.integration
+def test_concurrent_cuts_into_one_cache_and_one_output_dir(default_kernel: Path,
+                                                            tmp_path: Path) -> None:
+    cache_dir = cold_cache(tmp_path / "cache", default_kernel)
+    out = tmp_path / "out"
+    for state, cuts in (("cold", 3), ("warm", 4), ("warm", 4)):
+        procs = [cut(out, cache_dir) for _ in range(cuts)]
+        for proc in procs:
+            _, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, f"{state}: {stderr}"
+        image = json.loads((out / "image" / "image.json").read_text())
+        assert all(Path(p).is_file() for p in image["layers"]), state
+        assert temp_files(cache_dir, out) == [], state
+
+
+@pytest.mark.integration
+def test_a_link_planted_at_the_old_temp_name_is_not_followed(default_kernel: Path,
+                                                             tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("not yours\n")
+    out = tmp_path / "out"
+    (out / "image").mkdir(parents=True)
+    (out / "image" / ".image.json").symlink_to(victim)
+    p = run_cli("cut", "--output-dir", str(out))
+    assert p.returncode == 0, p.stderr
+    assert victim.read_text() == "not yours\n"
+    assert not (out / "image" / "image.json").is_symlink()
+    assert load_image(out / "image").kernel_release
+
+
+@pytest.mark.integration
+def test_boot_with_tmpdir_on_a_tmpfs_passes(default_kernel: Path, tmp_path: Path) -> None:
+    """Fedora, Arch and Debian 13 put /tmp on a tmpfs; the cache stays on disk."""
+    out = tmp_path / "out"
+    with tmpfs(tmp_path / "tmp", "200m") as tmp:
+        p = run_cli("run", "--output-dir", str(out), env={"TMPDIR": str(tmp)})
+        assert qemu_processes_for(tmp) == []
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "failover: PASS" in p.stdout
+    assert last_result(out)["result"] == "PASS"
