@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from rapido_mpio import command, cpio, elfdeps, files
+from rapido_mpio import cache, command, cpio, elfdeps, files
 from rapido_mpio.config import parse_yaml
 from rapido_mpio.errors import SetupError, UntestableKernel
 from rapido_mpio.kernel import Kernel
@@ -222,6 +222,7 @@ def base_key(manifest: Manifest, compression: str) -> str:
 def build_base(manifest: Manifest, cache_dir: Path, compression: str) -> Path:
     out = cache_dir / "layers" / f"base-{base_key(manifest, compression)}.cpio"
     if out.exists():
+        cache.used(out)
         return out
     layer = Layer()
     for top, target in MERGED_USR.items():
@@ -287,6 +288,7 @@ def build_modules(manifest: Manifest, kernel: Kernel, cache_dir: Path,
         f"{manifest.modules_optional}".encode()).hexdigest()[:20]
     out = cache_dir / "layers" / f"modules-{kernel.release}-{key}.cpio"
     if out.exists():
+        cache.used(out)
         return out
     index = ModuleIndex.load(kernel.modules_dir)
     order, missing = index.resolve(manifest.modules_required)
@@ -359,6 +361,7 @@ def cut(manifest: Manifest, kernel: Kernel, cache_dir: Path, out_dir: Path,
     files.write_atomic(out_dir / "image.json",
                        (json.dumps(image.to_json(), indent=2) + "\n").encode(),
                        "output directory")
+    cache.evict(cache_dir / "layers", keep=layers)
     return image
 
 
@@ -379,6 +382,7 @@ def assemble(image: Image, scenario: Scenario, initrd: Path) -> bytes:
             except FileNotFoundError:  # evicted, or the cache was cleared
                 raise SetupError(f"The image's layer {layer} is gone from the cache.",
                                  hint="Cut the image again.") from None
+            cache.used(layer)
     return first
 
 

@@ -1,6 +1,6 @@
 """The cache and what cut writes (issue 15, cases 2, 7 and 8): layers copied across file
-systems, no partial file after an interrupted or failed cut, and cuts run at once into one
-cache and one output directory."""
+systems, no partial file after an interrupted or failed cut, a bounded cache, and cuts run
+at once into one cache and one output directory."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rapido_mpio import kernel, scenario
+from rapido_mpio import cache, kernel, scenario
 from rapido_mpio.config import REPO_ROOT, SETTINGS_BY_NAME
 from rapido_mpio.image import Image, assemble, load_image
 
@@ -60,6 +60,40 @@ def test_layers_are_copied_into_an_initrd_on_another_file_system(tmp_path: Path)
         first = assemble(img, sc, scratch / "initrd")
         written = (scratch / "initrd").read_bytes()
     assert written == first + b"".join(p.read_bytes() for p in layers)
+
+
+# --- case 7: the cache is bounded ----------------------------------------------------------
+
+
+def layer_file(path: Path, size: int, age: float) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)  # sparse: the bound counts what the layer would take
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_least_recently_used_layers_go_beyond_the_bound(tmp_path: Path) -> None:
+    hour = 3600.0
+    oldest = layer_file(tmp_path / "base-a.cpio", 40, 5 * hour)
+    old_but_kept = layer_file(tmp_path / "modules-b.cpio", 40, 4 * hour)
+    older = layer_file(tmp_path / "base-c.cpio", 40, 3 * hour)
+    newer = layer_file(tmp_path / "base-d.cpio", 40, 2 * hour)
+    recent = layer_file(tmp_path / "base-e.cpio", 40, 60)  # a matrix may still boot it
+    stale_temp = layer_file(tmp_path / ".tmp-killed", 10, 2 * hour)  # a cut killed by -9
+    live_temp = layer_file(tmp_path / ".tmp-writing", 10, 1)  # a cut writing now
+    gone = cache.evict(tmp_path, keep=[old_but_kept], bound=120, grace=hour)
+    assert sorted(gone) == sorted([oldest, older, stale_temp])
+    assert sorted(tmp_path.iterdir()) == sorted([old_but_kept, newer, recent, live_temp])
+    # used again: now the most recent, so the next eviction takes another
+    cache.used(newer)
+    layer_file(tmp_path / "base-f.cpio", 40, 1.5 * hour)
+    assert cache.evict(tmp_path, keep=[], bound=120, grace=hour) == [old_but_kept]
+
+
+def test_within_the_bound_nothing_goes(tmp_path: Path) -> None:
+    layer_file(tmp_path / "base-a.cpio", 40, 10 * 3600)
+    assert cache.evict(tmp_path, keep=[], bound=100, grace=0) == []
 
 
 # --- case 8: unpacking the default kernel, several at once ---------------------------------
@@ -149,6 +183,18 @@ def test_a_full_cache_is_one_sentence_and_leaves_nothing(default_kernel: Path,
     assert f"The cache {cache_dir / 'layers'} is full (" in lines[0]
     assert " MB free)" in lines[0] and "--cache-dir" in lines[0]
     assert leftovers == []
+
+
+@pytest.mark.integration
+def test_a_cut_evicts_the_least_recently_used_layers(default_kernel: Path,
+                                                     tmp_path: Path) -> None:
+    cache_dir = cold_cache(tmp_path / "cache", default_kernel)
+    (cache_dir / "layers").mkdir()
+    stale = layer_file(cache_dir / "layers" / "base-stale.cpio", cache.LAYERS_BOUND, 86400)
+    p = run_cli("cut", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(cache_dir))
+    assert p.returncode == 0, p.stderr
+    assert not stale.exists()
+    assert all(layer.is_file() for layer in load_image(tmp_path / "out" / "image").layers)
 
 
 @pytest.mark.integration
