@@ -35,6 +35,8 @@ def evict(layers_dir: Path, keep: Iterable[Path], bound: int = LAYERS_BOUND,
     recent = time.time() - grace
     layers = []
     gone = []
+    if not layers_dir.is_dir():  # nothing cached yet
+        return []
     for entry in os.scandir(layers_dir):
         try:
             st = entry.stat(follow_symlinks=False)

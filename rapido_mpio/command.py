@@ -4,8 +4,11 @@ the VM's process group and ends it by PID on every way out."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 from rapido_mpio.errors import MpioError, SetupError
 
@@ -24,9 +27,10 @@ def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = N
     """Run argv, return its stdout; on failure raise `error` with the tool's last words."""
     import sh  # imports asyncio: ~50 ms that a warm cut does not need
 
+    running = sh.Command(argv[0])(*argv[1:], _cwd=str(cwd) if cwd else None, _in=stdin,
+                                  _tty_out=False, _bg=True, _bg_exc=False)
     try:
-        out = sh.Command(argv[0])(*argv[1:], _cwd=str(cwd) if cwd else None, _in=stdin,
-                                  _tty_out=False)
+        running.wait()
     except sh.ErrorReturnCode as e:
         detail = (e.stderr or e.stdout or b"").decode(errors="replace").strip().splitlines()
         last = detail[-1] if detail else f"exit code {e.exit_code}"
@@ -34,7 +38,20 @@ def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = N
             raise SetupError(f"{Path(argv[0]).name} failed: {last}") from None
         error.message = f"{error.message} ({Path(argv[0]).name}: {last})"
         raise error from None
-    return str(out)
+    except BaseException:  # SIGTERM/SIGINT (KeyboardInterrupt): the caller's cleanup
+        _stop(running)     # removes what the tool writes, so the tool must not write on
+        raise
+    return str(running)
+
+
+def _stop(running: Any) -> None:
+    with contextlib.suppress(Exception):  # it may have ended meanwhile
+        running.terminate()
+        for _ in range(50):
+            if not running.process.is_alive()[0]:
+                return
+            time.sleep(0.1)
+        running.kill()
 
 
 def run_to_file(argv: list[str], log: Path) -> int:
