@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,22 @@ def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = N
     """Run argv, return its stdout; on failure raise `error` with the tool's last words."""
     import sh  # imports asyncio: ~50 ms that a warm cut does not need
 
-    running = sh.Command(argv[0])(*argv[1:], _cwd=str(cwd) if cwd else None, _in=stdin,
-                                  _tty_out=False, _bg=True, _bg_exc=False)
+    # SIGINT/SIGTERM held back while sh forks: one that fell between the fork and our
+    # handle on the child would leave the tool running; the child gets the old mask back
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    def in_child() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
     try:
+        running: Any = sh.Command(argv[0])(
+            *argv[1:], _cwd=str(cwd) if cwd else None, _in=stdin, _tty_out=False, _bg=True,
+            _bg_exc=False, _preexec_fn=in_child)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # an interrupt held back lands here
         running.wait()
     except sh.ErrorReturnCode as e:
         detail = (e.stderr or e.stdout or b"").decode(errors="replace").strip().splitlines()

@@ -186,6 +186,7 @@ def processes_for(path: Path) -> list[str]:
 def test_sigterm_during_a_cold_cut_leaves_no_partial_layer(default_kernel: Path,
                                                            tmp_path: Path) -> None:
     rng = random.Random(15)
+    interrupted = 0
     for attempt in range(4):
         cache_dir = cold_cache(tmp_path / f"cache{attempt}", default_kernel)
         layers = cache_dir / "layers"
@@ -197,9 +198,12 @@ def test_sigterm_during_a_cold_cut_leaves_no_partial_layer(default_kernel: Path,
         time.sleep(rng.uniform(0, 0.5))  # somewhere in the base layer, or the modules one
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 255, stderr
         assert "Traceback" not in stderr
         assert temp_files(cache_dir, tmp_path / f"out{attempt}") == []
+        if "rapido-mpio: cut " not in stderr:  # else it was done before the signal came
+            assert proc.returncode == 255, stderr
+            interrupted += 1
+    assert interrupted >= 2
 
 
 @pytest.mark.integration
