@@ -54,7 +54,7 @@ def full(directory: Path, what: str) -> SetupError:
         free = f"{shutil.disk_usage(directory).free / 1e6:.1f} MB free"
     except OSError:
         free = "free space unknown"
-    return SetupError(f"The {what} {directory} is full ({free}).",
+    return SetupError(f"The {what} {directory} ran out of space ({free}).",
                       hint=f"Free some space there, or choose another with {WHERE[what]}.")
 
 
