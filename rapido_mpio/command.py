@@ -4,8 +4,12 @@ the VM's process group and ends it by PID on every way out."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
+import time
 from pathlib import Path
+from typing import Any
 
 from rapido_mpio.errors import MpioError, SetupError
 
@@ -24,9 +28,23 @@ def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = N
     """Run argv, return its stdout; on failure raise `error` with the tool's last words."""
     import sh  # imports asyncio: ~50 ms that a warm cut does not need
 
+    # SIGINT/SIGTERM held back while sh forks: one that fell between the fork and our
+    # handle on the child would leave the tool running; the child gets the old mask back
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    def in_child() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
     try:
-        out = sh.Command(argv[0])(*argv[1:], _cwd=str(cwd) if cwd else None, _in=stdin,
-                                  _tty_out=False)
+        running: Any = sh.Command(argv[0])(
+            *argv[1:], _cwd=str(cwd) if cwd else None, _in=stdin, _tty_out=False, _bg=True,
+            _bg_exc=False, _preexec_fn=in_child)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # an interrupt held back lands here
+        running.wait()
     except sh.ErrorReturnCode as e:
         detail = (e.stderr or e.stdout or b"").decode(errors="replace").strip().splitlines()
         last = detail[-1] if detail else f"exit code {e.exit_code}"
@@ -34,7 +52,20 @@ def run(argv: list[str], *, cwd: Path | None = None, error: MpioError | None = N
             raise SetupError(f"{Path(argv[0]).name} failed: {last}") from None
         error.message = f"{error.message} ({Path(argv[0]).name}: {last})"
         raise error from None
-    return str(out)
+    except BaseException:  # SIGTERM/SIGINT (KeyboardInterrupt): the caller's cleanup
+        _stop(running)     # removes what the tool writes, so the tool must not write on
+        raise
+    return str(running)
+
+
+def _stop(running: Any) -> None:
+    with contextlib.suppress(Exception):  # it may have ended meanwhile
+        running.terminate()
+        for _ in range(50):
+            if not running.process.is_alive()[0]:
+                return
+            time.sleep(0.1)
+        running.kill()
 
 
 def run_to_file(argv: list[str], log: Path) -> int:

@@ -19,13 +19,12 @@ import io
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rapido_mpio import command, cpio, elfdeps
+from rapido_mpio import cache, command, cpio, elfdeps, files
 from rapido_mpio.config import parse_yaml
 from rapido_mpio.errors import SetupError, UntestableKernel
 from rapido_mpio.kernel import Kernel
@@ -181,16 +180,19 @@ class Layer:
                                               st.st_size))
 
     def write(self, path: Path, compression: str) -> Path:
-        """Write atomically (a crash leaves no half layer in the cache)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as out:
-            cpio.write(out, self.entries.values())
-        if compression == "zstd":
-            zstd = command.require("zstd", "zstd")
-            command.run([zstd, "-q", "-f", "--rm", "-T0", "-10", tmp, "-o", tmp + ".zst"])
-            tmp += ".zst"
-        os.replace(tmp, path)
+        """Write atomically: an interrupted, failed or concurrent cut leaves no half layer
+        and no temp file in the cache."""
+        with files.disk_full_is_setup_error(path.parent, "cache"), \
+                files.temp_beside(path) as tmp:
+            with open(tmp, "wb") as out:
+                cpio.write(out, self.entries.values())
+            if compression == "zstd":
+                zstd = command.require("zstd", "zstd")
+                with files.temp_beside(path, ".zst") as packed:
+                    command.run([zstd, "-q", "-f", "-T0", "-10", str(tmp), "-o", str(packed)])
+                    os.replace(packed, path)
+            else:
+                os.replace(tmp, path)
         return path
 
 
@@ -220,6 +222,7 @@ def base_key(manifest: Manifest, compression: str) -> str:
 def build_base(manifest: Manifest, cache_dir: Path, compression: str) -> Path:
     out = cache_dir / "layers" / f"base-{base_key(manifest, compression)}.cpio"
     if out.exists():
+        cache.used(out)
         return out
     layer = Layer()
     for top, target in MERGED_USR.items():
@@ -285,6 +288,7 @@ def build_modules(manifest: Manifest, kernel: Kernel, cache_dir: Path,
         f"{manifest.modules_optional}".encode()).hexdigest()[:20]
     out = cache_dir / "layers" / f"modules-{kernel.release}-{key}.cpio"
     if out.exists():
+        cache.used(out)
         return out
     index = ModuleIndex.load(kernel.modules_dir)
     order, missing = index.resolve(manifest.modules_required)
@@ -354,10 +358,10 @@ def cut(manifest: Manifest, kernel: Kernel, cache_dir: Path, out_dir: Path,
     layers = tuple(p for p in (base, mods) if p is not None)
     image = Image(manifest.path.stem, kernel.image, kernel.release, kernel.label, layers,
                   kernel_selectors(kernel.config))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".image.json"
-    tmp.write_text(json.dumps(image.to_json(), indent=2) + "\n")
-    os.replace(tmp, out_dir / "image.json")
+    files.write_atomic(out_dir / "image.json",
+                       (json.dumps(image.to_json(), indent=2) + "\n").encode(),
+                       "output directory")
+    cache.evict(cache_dir / "layers", keep=layers)
     return image
 
 
@@ -371,21 +375,15 @@ def assemble(image: Image, scenario: Scenario, initrd: Path) -> bytes:
         out.write(first)
         out.flush()
         for layer in image.layers:
-            if not layer.is_file():
+            try:
+                with open(layer, "rb") as f:
+                    # in the kernel where it can: the bulk of a boot's start is this copy
+                    files.copy(f.fileno(), out.fileno(), os.fstat(f.fileno()).st_size)
+            except FileNotFoundError:  # evicted, or the cache was cleared
                 raise SetupError(f"The image's layer {layer} is gone from the cache.",
-                                 hint="Cut the image again.")
-            with open(layer, "rb") as f:
-                _copy(f.fileno(), out.fileno(), os.fstat(f.fileno()).st_size)
+                                 hint="Cut the image again.") from None
+            cache.used(layer)
     return first
-
-
-def _copy(src: int, dst: int, size: int) -> None:
-    """In-kernel copy: the bulk of a warm cut is moving the cached layers into the initrd."""
-    while size > 0:
-        done = os.copy_file_range(src, dst, size)
-        if done == 0:
-            raise OSError("layer file shrank while being copied")
-        size -= done
 
 
 def load_image(out_dir: Path) -> Image:

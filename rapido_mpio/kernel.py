@@ -7,15 +7,17 @@ build tree are generated on a staging copy (symlinks) in the cache.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from rapido_mpio import command
+from rapido_mpio import command, files
 from rapido_mpio.config import Config
 from rapido_mpio.errors import SetupError, UntestableKernel
 
@@ -150,17 +152,17 @@ def _stage_modules(build: Path, release: str, cache: Path) -> tuple[Path, str]:
     moddir = root / "lib/modules" / release
     if (moddir / "modules.dep").is_file():
         return moddir, identity
-    tmp = Path(tempfile.mkdtemp(prefix="stage-", dir=_mkdir(cache / "staged")))
-    tmp_moddir = tmp / "lib/modules" / release
-    for rel in rels:
-        link = tmp_moddir / "kernel" / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(build / rel)
-    for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
-        if (build / name).exists():
-            shutil.copyfile(build / name, tmp_moddir / name)
-    _depmod(tmp, release)
-    _publish(tmp, root)
+    with _staging(cache / "staged", "stage-") as tmp:
+        tmp_moddir = tmp / "lib/modules" / release
+        for rel in rels:
+            link = tmp_moddir / "kernel" / rel
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(build / rel)
+        for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+            if (build / name).exists():
+                shutil.copyfile(build / name, tmp_moddir / name)
+        _depmod(tmp, release)
+        _publish(tmp, root)
     return moddir, identity
 
 
@@ -180,8 +182,9 @@ def default_kernel(cfg: Config) -> Kernel:
     if not (root / ".complete").is_file():
         _download_and_unpack(package, root, cfg.cache_dir)
     release = _release_of(root)
-    (root / ".complete").write_text(version + "\n")
-    pointer.write_text(json.dumps({"package": package, "release": release, "root": str(root)}))
+    files.write_atomic(root / ".complete", (version + "\n").encode())
+    files.write_atomic(pointer, json.dumps({"package": package, "release": release,
+                                            "root": str(root)}).encode())
     return _unpacked(root, package, release)
 
 
@@ -222,9 +225,7 @@ def _uncompressed(bzimage: Path, vmlinux: Path) -> Path | None:
         except (lzma.LZMAError, zlib.error):
             continue
         if elf[:4] == b"\x7fELF":
-            tmp = vmlinux.with_suffix(".tmp")
-            tmp.write_bytes(elf)
-            os.replace(tmp, vmlinux)
+            files.write_atomic(vmlinux, elf)  # a concurrent cut writes the same bytes
             return vmlinux
     return None
 
@@ -261,8 +262,7 @@ def _download_and_unpack(package: str, root: Path, cache: Path) -> None:
     command.require("apt-get", "apt")
     command.require("dpkg-deb", "dpkg")
     command.require("depmod", "kmod")
-    work = Path(tempfile.mkdtemp(prefix="download-", dir=_mkdir(cache / "kernels")))
-    try:
+    with _staging(cache / "kernels", "download-") as work:
         command.run(["apt-get", "download", package], cwd=work, error=SetupError(
             f"Could not download {package}.", hint="Check apt's sources and the network."))
         debs = sorted(work.glob("*.deb"))
@@ -272,8 +272,6 @@ def _download_and_unpack(package: str, root: Path, cache: Path) -> None:
         command.run(["dpkg-deb", "-x", str(debs[0]), str(tree)])
         _depmod(tree, _release_of(tree))
         _publish(tree, root)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _release_of(root: Path) -> str:
@@ -291,18 +289,30 @@ def _depmod(base: Path, release: str) -> None:
     command.run(["depmod", "-b", str(base), release])
 
 
+@contextlib.contextmanager
+def _staging(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new directory in the cache to build a tree in; gone when the block ends, however
+    it ends (SIGTERM and SIGINT arrive as KeyboardInterrupt), unless published."""
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        with files.disk_full_is_setup_error(parent, "cache"):
+            yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _publish(tmp: Path, final: Path) -> None:
-    """Move a finished directory into place atomically; a concurrent winner is kept."""
+    """Move a finished directory into place atomically. A concurrent cut that published
+    first won: its tree is the same, so it is used and ours dropped."""
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(tmp, final)
-    except OSError:
+    except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        if not final.is_dir():
+            raise SetupError(f"Cannot move {tmp} to {final} in the cache: "
+                             f"{e.strerror or e}.") from None
 
 
 def _digest(*parts: str) -> str:
