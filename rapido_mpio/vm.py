@@ -1,8 +1,8 @@
 """One boot: start QEMU, follow the guest's protocol channel, act on its events, end QEMU.
 
-Everything QEMU needs that is not an artifact (disk, sockets) lives in a private scratch
-directory removed at the end. QEMU is ended by its PID on every way out: verdict, timeout,
-error, Ctrl-C.
+Everything QEMU needs that is not an artifact (LUN files, initrd) lives in a private scratch
+directory removed at the end; its sockets are socket pairs, with no path. QEMU is ended by
+its PID on every way out: verdict, timeout, error, Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from rapido_mpio.monitor import Monitor, MonitorError
 from rapido_mpio.scenario import Scenario
 from rapido_mpio.topology import Topology
 
-CONNECT_TIMEOUT = 15.0  # QEMU connects to our sockets right after it starts
 SHUTDOWN_GRACE = 15.0  # after the verdict, for the guest's own reboot -f
 SCENARIO_LAYER = "scenario.cpio"  # the run's own first layer, kept among its artifacts
 DUMP_WAIT = 3.0  # for the guest's task dump to reach the console, after sysrq w
@@ -84,9 +83,12 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
         # kept with the run: qemu-cmd.sh rebuilds the initrd from it and the cached layers
         (run_dir / SCENARIO_LAYER).write_bytes(
             assemble(image, scenario, scratch / "initrd"))
-        proto_listener = stack.enter_context(_listen(scratch / "proto.sock"))
-        qmp_listener = stack.enter_context(_listen(scratch / "qmp.sock"))
-        machine = _machine(image, topology, cfg, accel, binary, str(scratch), run_dir)
+        # QEMU gets its end of each socket already open: no socket path, so no limit on
+        # TMPDIR's length (108 bytes for AF_UNIX), and nothing to wait for it to connect to
+        proto, proto_qemu = _socket_pair(stack)
+        qmp, qmp_qemu = _socket_pair(stack)
+        machine = _machine(image, topology, cfg, accel, binary, str(scratch), run_dir,
+                           proto_qemu.fileno(), qmp_qemu.fileno())
         argv = qemu.render(cfg.templates_dir, machine)
         _save_rerun_script(machine, image, cfg, run_dir)
         record = RunRecord(run_dir, run_dir / "console.log", accel.reason)
@@ -96,33 +98,41 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
             stack.enter_context(_stream(run_dir / "console.log", sys.stderr))
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qemu_out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=(proto_qemu.fileno(), qmp_qemu.fileno()))
         stack.callback(_reap, proc, record, started)
-        proto = stack.enter_context(_accept(proto_listener, proc))
-        qmp = stack.enter_context(_accept(qmp_listener, proc))
-        if proto is not None and qmp is not None:  # else QEMU exited: _reap records why
+        proto_qemu.close()  # QEMU holds them now: when it exits, ours read end-of-file
+        qmp_qemu.close()
+        with proto, qmp:  # hung up before QEMU is reaped: it writes to no one meanwhile
             _converse(proc, proto, qmp, protocol_log, topology, cfg, record, started)
     return record
 
 
 def _machine(image: Image, topology: Topology, cfg: Config, accel: qemu.Accel, binary: str,
-             scratch: str, run_dir: Path) -> qemu.Machine:
+             scratch: str, run_dir: Path, proto_fd: int, qmp_fd: int) -> qemu.Machine:
     return qemu.Machine(
         binary=binary, accel=accel.name, cpu=accel.cpu, memory=cfg.memory, cpus=cfg.cpus,
         bios=str(qemu.QBOOT) if qemu.QBOOT.exists() else None,
         kernel=str(image.kernel_image), initrd=f"{scratch}/initrd",
         cmdline=" ".join(filter(None, [qemu.BASE_CMDLINE, accel.cmdline, cfg.kernel_cmdline])),
-        console_log=str(run_dir / "console.log"),
-        proto_socket=f"{scratch}/proto.sock", qmp_socket=f"{scratch}/qmp.sock",
+        console_log=str(run_dir / "console.log"), proto_socket=proto_fd, qmp_socket=qmp_fd,
         topology=topology,
     )
+
+
+def _socket_pair(stack: contextlib.ExitStack) -> tuple[socket.socket, socket.socket]:
+    """Our end and QEMU's end of a connected stream socket, both closed with the stack."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    stack.callback(ours.close)
+    stack.callback(theirs.close)
+    return ours, theirs
 
 
 def _save_rerun_script(machine: qemu.Machine, image: Image, cfg: Config,
                        run_dir: Path) -> None:
     """The same machine for a human: its own scratch dir, and sockets that wait for socat."""
     by_hand = dataclasses.replace(
-        machine, socket_mode=",server=on,wait=off", initrd=f"{qemu.SCRATCH}/initrd",
+        machine, initrd=f"{qemu.SCRATCH}/initrd",
         console_log=f"{qemu.SCRATCH}/console.log",
         topology=Topology.build(machine.topology.shape, qemu.SCRATCH,
                                 machine.topology.lun_mib),
@@ -273,36 +283,6 @@ def _stream(log: Path, out: TextIO) -> Iterator[None]:
     finally:
         done.set()
         thread.join(timeout=2)
-
-
-@contextlib.contextmanager
-def _listen(path: Path) -> Iterator[socket.socket]:
-    """We listen and QEMU connects: nothing the guest says can be lost before we attach."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(str(path))
-        sock.listen(1)
-        yield sock
-    finally:
-        sock.close()
-
-
-@contextlib.contextmanager
-def _accept(listener: socket.socket,
-            proc: subprocess.Popen[bytes]) -> Iterator[socket.socket | None]:
-    """QEMU's connection, closed on exit; None if QEMU exits or never connects."""
-    conn = None
-    deadline = time.monotonic() + CONNECT_TIMEOUT
-    listener.settimeout(0.05)
-    while conn is None and time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(TimeoutError):
-            conn, _ = listener.accept()
-            conn.settimeout(None)
-    try:
-        yield conn
-    finally:
-        if conn is not None:
-            conn.close()
 
 
 def _reap(proc: subprocess.Popen[bytes], record: RunRecord, started: float) -> None:

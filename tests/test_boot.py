@@ -23,15 +23,6 @@ from .conftest import cut_dir_with_test_scenarios, last_result, qemu_processes_f
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cut of the failover image on the default kernel, shared by the boots below."""
-    out = tmp_path_factory.mktemp("mpio-out")
-    p = run_cli("cut", "--output-dir", str(out))
-    assert p.returncode == 0, p.stderr
-    return out
-
-
 def test_failover_passes_on_default_kernel(out: Path) -> None:
     p = run_cli("boot", "--output-dir", str(out))
     assert p.returncode == 0, p.stdout + p.stderr
