@@ -98,6 +98,8 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
     record = vm.boot(img, sc, cfg, run_dir)
     result = verdict.decide(record, sc.name, sc.kernel_log_allow, sc.expect_fail)
     report.save(record, result, img, cfg.output_dir)
+    if record.host_fs:  # saved in result.json; no verdict to print
+        raise SetupError(record.host_fs)
     print(f"rapido-mpio: {img.kernel_label} {img.kernel_release}, {record.accel}", file=log)
     report.print_summary(result, record, out)
     return Outcome(result, run_dir, time.monotonic() - began)

@@ -21,16 +21,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from rapido_mpio import qemu
+from rapido_mpio import hostfs, qemu
 from rapido_mpio.config import Config
 from rapido_mpio.console import Channel, ChannelClosed, ChannelTimeout, Message
 from rapido_mpio.faults import Action, FaultError, Faults
 from rapido_mpio.image import Image, assemble
-from rapido_mpio.monitor import Monitor, MonitorError
+from rapido_mpio.monitor import BlockIOError, Monitor, MonitorError
 from rapido_mpio.scenario import Scenario
 from rapido_mpio.topology import Topology
 
 SHUTDOWN_GRACE = 15.0  # after the verdict, for the guest's own reboot -f
+HOST_POLL = 1.0  # seconds between looks at what QEMU reports itself, while the guest is quiet
 SCENARIO_LAYER = "scenario.cpio"  # the run's own first layer, kept among its artifacts
 DUMP_WAIT = 3.0  # for the guest's task dump to reach the console, after sysrq w
 
@@ -57,6 +58,7 @@ class RunRecord:
     blocks: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     actions: list[Action] = dataclasses.field(default_factory=list)  # faults, host and guest
     host_error: str | None = None
+    host_fs: str | None = None  # the host's storage failed the run: no verdict, one sentence
     timed_out: str | None = None  # what ran out of time: boot, step, scenario, shutdown
     hang: Hang | None = None
     qemu_status: int | None = None  # None: killed by us
@@ -77,6 +79,7 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rapido-mpio-")))
         topology = Topology.build(scenario.shape, str(scratch), cfg.disk_size)
+        _check_room(image, topology)
         for disk in topology.disks:
             with open(disk, "wb") as f:
                 f.truncate(topology.lun_mib << 20)  # sparse: costs nothing until written
@@ -128,6 +131,26 @@ def _socket_pair(stack: contextlib.ExitStack) -> tuple[socket.socket, socket.soc
     return ours, theirs
 
 
+def _check_room(image: Image, topology: Topology) -> None:
+    """The LUN files are sparse and cost what the guest writes. The scenarios write to one
+    LUN, the one with XFS (mkfs.xfs zeroes its 64 MiB log, then some MiB of data: 75 MiB
+    for failover), and can never write more than its size: so a run needs the initrd plus
+    one LUN in full, and then cannot fill the file system by its own writes. A file system
+    that others fill meanwhile is caught when QEMU reports the write that failed."""
+    initrd = sum(layer.stat().st_size for layer in image.layers if layer.is_file())
+    lun = topology.lun_mib << 20
+    size = hostfs.human_size
+    hostfs.check_room(scratch_place(), initrd + lun,
+                      f"the initrd, {size(initrd)}, and the {size(lun)} of a LUN the guest "
+                      "may write")
+
+
+def scratch_place() -> hostfs.Place:
+    """Where runs make their scratch directories: TMPDIR (or /tmp)."""
+    return hostfs.Place(Path(tempfile.gettempdir()), "the run's scratch files (LUNs, initrd)",
+                        "Free some space there, or set TMPDIR to another file system.")
+
+
 def _save_rerun_script(machine: qemu.Machine, image: Image, cfg: Config,
                        run_dir: Path) -> None:
     """The same machine for a human: its own scratch dir, and sockets that wait for socat."""
@@ -156,9 +179,27 @@ def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.s
     faults = Faults(monitor, topology, started)
     try:
         _follow(Channel(proto, started, protocol_log), monitor, faults, cfg, record, started)
+        # an error QEMU reported to the guest (not one that paused it) may have ended the
+        # run with a verdict before the host looked: the verdict must not stand
+        record.host_fs = record.host_fs or _host_failure(monitor)
     finally:
         record.actions = faults.actions
         monitor.close()
+
+
+def _host_failure(monitor: Monitor) -> str | None:
+    """Why the host failed the guest's storage (a LUN's backing file could not be read or
+    written), from what QEMU reported since the last look; None if it did not."""
+    status, events = monitor.poll()
+    errors = [e for e in map(BlockIOError.from_event, events) if e is not None and e.host_side]
+    if not errors and status != "io-error":
+        return None
+    how = "paused the guest" if status == "io-error" else "failed the guest's I/O"
+    failed = (f"{'reading' if errors[0].operation == 'read' else 'writing'} a LUN's backing "
+              f"file failed ({errors[0].reason})" if errors else "a LUN's backing file failed")
+    place = scratch_place()
+    return (f"QEMU {how}: {failed}; {hostfs.Room.of(place.path)} holds {place.what}. "
+            f"{place.fix}")
 
 
 def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
@@ -176,11 +217,18 @@ def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
                 return
             continue
         try:
-            msg = channel.receive(min(deadline, step_deadline, due or deadline))
+            msg = channel.receive(min(deadline, step_deadline, due or deadline,
+                                      time.monotonic() + HOST_POLL))
         except ChannelClosed:
             return
         except ChannelTimeout:
             if due is not None and time.monotonic() >= due:
+                continue
+            if time.monotonic() < min(deadline, step_deadline):
+                # only quiet for a while: did the host's storage stop it (QEMU reports so)?
+                record.host_fs = _host_failure(monitor)
+                if record.host_fs:
+                    return
                 continue
             record.timed_out = "step" if step is not None and step_deadline < deadline \
                 else stage

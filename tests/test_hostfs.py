@@ -7,11 +7,115 @@ and the long-TMPDIR cases boot a real QEMU.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli
+from rapido_mpio import hostfs
+from rapido_mpio.errors import SetupError
+
+from .conftest import last_result, qemu_processes_for, run_cli
+from .test_bad_input import _fake_image, assert_one_sentence
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (needs root)")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (mount's size=, e.g. 512k or 400m) at path, unmounted after."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                   check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+def fill(path: Path, leave: int = 64 << 10) -> None:
+    """Take all but `leave` bytes of the file system path is on."""
+    with open(path / "filler", "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, hostfs.Room.of(path).free - leave)
+
+
+# --- the pieces ----------------------------------------------------------------------------
+
+def test_room_before_boot(tmp_path: Path) -> None:
+    place = hostfs.Place(tmp_path / "not/made/yet", "the scratch files", "Set TMPDIR.")
+    hostfs.check_room(place, 1, "one byte")
+    with pytest.raises(SetupError, match=r"has .* free, too little for the scratch files in "
+                       r".*not/made/yet: a run needs .* there \(all of it\)\. Set TMPDIR\."):
+        hostfs.check_room(place, 1 << 62, "all of it")
+    assert hostfs.human_size(320 << 20) == "320.0 MiB" and hostfs.human_size(65536) == "64 KiB"
+
+
+# --- the real CLI, no QEMU started ----------------------------------------------------------
+
+@needs_root
+def test_no_room_for_the_luns_is_refused_before_boot(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "out")
+    with tmpfs(tmp_path / "small", "16m") as small:
+        p = run_cli("boot", "--output-dir", str(tmp_path / "out"), "--accel", "tcg",
+                    cwd=tmp_path, env={"TMPDIR": str(small)})
+    assert_one_sentence(p, 255, f"The file system at {small} has 16.0 MiB free",
+                        "a run needs 320.0 MiB", "set TMPDIR to another file system")
+    assert not list((tmp_path / "out/runs").glob("*/qemu.log"))  # QEMU never started
+
+
+# --- real boots -----------------------------------------------------------------------------
+
+def image_with_layers_on(fs: Path, image_dir: Path, out: Path) -> None:
+    """A copy of the cut image whose layers live on `fs`. A workaround until the fix for
+    case 2 of issue 15 is merged: the initrd is copied from the layers with
+    copy_file_range, which fails (EXDEV) from one file system to another."""
+    (fs / "layers").mkdir()
+    image = json.loads((image_dir / "image.json").read_text())
+    layers = []
+    for layer in map(Path, image["layers"]):
+        (fs / "layers" / layer.name).write_bytes(layer.read_bytes())
+        layers.append(str(fs / "layers" / layer.name))
+    (out / "image").mkdir(parents=True)
+    (out / "image/image.json").write_text(json.dumps({**image, "layers": layers}))
+
+
+@needs_root
+@pytest.mark.integration
+def test_host_disk_full_under_a_running_guest_is_a_setup_error(out: Path,
+                                                               tmp_path: Path) -> None:
+    """QEMU pauses the guest on a write its host file system has no room for (werror=enospc):
+    before, the guest hung in map_and_filesystem and the run said FAIL (exit 1)."""
+    layers = sum(Path(p).stat().st_size for p in json.loads(
+        (out / "image/image.json").read_text())["layers"])
+    # room for the layers' copy, the initrd and the one LUN the pre-boot check asks for
+    size = (2 * layers + (320 << 20)) // (1 << 20) + 24
+    with tmpfs(tmp_path / "fs", f"{size}m") as fs:
+        image_with_layers_on(fs, out / "image", tmp_path / "run")
+        (fs / "tmp").mkdir()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rapido_mpio", "boot", "--output-dir",
+             str(tmp_path / "run")], env={**os.environ, "TMPDIR": str(fs / "tmp")},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        began = time.monotonic()
+        # once QEMU runs (the initrd is written), long before the guest's mkfs.xfs
+        while not list((tmp_path / "run").glob("runs/*/console.log")) and proc.poll() is None:
+            time.sleep(0.1)
+        fill(fs)
+        stdout, stderr = proc.communicate(timeout=300)
+    p = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert_one_sentence(p, 255, "QEMU paused the guest: writing a LUN's backing file failed "
+                        "(No space left on device)", f"the file system at {fs} (",
+                        "set TMPDIR to another file system")
+    assert time.monotonic() - began < 120  # noticed at once, not at the step's deadline
+    result = last_result(tmp_path / "run")
+    assert result["result"] == "ERROR" and result["exit_code"] == 255
+    assert qemu_processes_for(tmp_path) == []
 
 
 @pytest.mark.integration
