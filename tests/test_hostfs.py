@@ -8,6 +8,7 @@ and the long-TMPDIR cases boot a real QEMU.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from rapido_mpio import hostfs
+from rapido_mpio.config import REPO_ROOT
 from rapido_mpio.errors import SetupError
 
 from .conftest import last_result, qemu_processes_for, run_cli
@@ -47,6 +49,22 @@ def fill(path: Path, leave: int = 64 << 10) -> None:
 
 # --- the pieces ----------------------------------------------------------------------------
 
+def test_a_full_file_system_names_the_place_it_failed_in(tmp_path: Path) -> None:
+    out = hostfs.Place(tmp_path / "out", "the run's result", "Choose another --output-dir.")
+    scratch = hostfs.Place(tmp_path / "tmp", "the run's scratch files", "Set TMPDIR.")
+    with pytest.raises(SetupError) as caught, hostfs.writes_to(out, scratch):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "tmp/lun0.img"))
+    text = str(caught.value)
+    assert text.startswith(f"Cannot write the run's scratch files in {tmp_path / 'tmp'}: "
+                           "the file system at /")
+    assert "free) is full. Set TMPDIR." in text
+    with pytest.raises(SetupError, match="is read-only. Choose another --output-dir"), \
+            hostfs.writes_to(out):
+        raise OSError(errno.EROFS, "Read-only file system")  # a write names no file
+    with pytest.raises(PermissionError), hostfs.writes_to(out):  # not a question of room
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+
 def test_room_before_boot(tmp_path: Path) -> None:
     place = hostfs.Place(tmp_path / "not/made/yet", "the scratch files", "Set TMPDIR.")
     hostfs.check_room(place, 1, "one byte")
@@ -67,6 +85,63 @@ def test_no_room_for_the_luns_is_refused_before_boot(tmp_path: Path) -> None:
     assert_one_sentence(p, 255, f"The file system at {small} has 16.0 MiB free",
                         "a run needs 320.0 MiB", "set TMPDIR to another file system")
     assert not list((tmp_path / "out/runs").glob("*/qemu.log"))  # QEMU never started
+
+
+@needs_root
+def test_read_only_output_dir(tmp_path: Path) -> None:
+    """runs/ is already there, so making it succeeds: the run's own directory does not."""
+    with tmpfs(tmp_path / "out", "4m") as out:
+        _fake_image(out)
+        (out / "runs").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True)
+        p = run_cli("boot", "--output-dir", str(out), "--accel", "tcg", cwd=tmp_path)
+    assert_one_sentence(p, 255, f"Cannot write to the output directory {out}",
+                        "read-only file system", "--output-dir")
+
+
+# a QEMU that answers QMP (as test_monitor's stand-in does) and floods the protocol channel:
+# a run whose logs fill the disk
+FLOODING_QEMU = f"""\
+import re, socket, sys, threading
+sys.path.insert(0, {str(REPO_ROOT)!r})
+from tests.test_monitor import _fake_qemu
+fds = dict(re.findall(r"socket,id=(\\w+),fd=(\\d+)", " ".join(sys.argv)))
+qmp = socket.socket(fileno=int(fds["qmp"]))
+proto = socket.socket(fileno=int(fds["proto"]))
+threading.Thread(target=_fake_qemu, args=(qmp, {{"query-status": {{"status": "running"}}}}),
+                 daemon=True).start()
+proto.sendall(b"@@MPIO:START 0.5\\n")
+while True:
+    proto.sendall(b"console noise " * 64 + b"\\n")
+"""
+
+
+@needs_root
+def test_output_dir_filling_up_mid_run(tmp_path: Path) -> None:
+    qemu = tmp_path / "qemu-system-x86_64"
+    qemu.write_text(f"#!{sys.executable}\n{FLOODING_QEMU}")
+    qemu.chmod(0o755)
+    with tmpfs(tmp_path / "out", "512k") as out:
+        _fake_image(out)
+        p = run_cli("boot", "--output-dir", str(out), "--accel", "tcg", "--qemu", str(qemu),
+                    cwd=tmp_path)
+        runs = list((out / "runs").iterdir())
+        assert len(runs) == 1 and (runs[0] / "protocol.log").stat().st_size > 100_000
+        assert not (runs[0] / "result.json").exists()  # not half of one either
+    assert_one_sentence(p, 255, f"Cannot write the run's result in {out}",
+                        f"the file system at {out} (", "free) is full",
+                        "choose another --output-dir")
+    assert not processes_running(qemu)  # the stand-in was ended with the run
+
+
+def processes_running(program: Path) -> list[str]:
+    """Processes whose command line names `program` (a script: the interpreter runs it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if str(program).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
 
 
 # --- real boots -----------------------------------------------------------------------------
