@@ -92,7 +92,7 @@ def dataclasses_replace(obj: Any, **kw: Any) -> Any:
 
 
 class Scratch:
-    """Per-QEMU scratch dir: fresh LUN files, listening sockets, the rendered argv."""
+    """Per-QEMU scratch dir: fresh LUN files, socket pairs, the rendered argv."""
 
     def __init__(self, root: Path, img: image.Image, sc: scenario.Scenario, cfg: Any,
                  initrd: Path, stack: contextlib.ExitStack) -> None:
@@ -105,8 +105,8 @@ class Scratch:
         for disk in self.topology.disks:
             with open(disk, "wb") as lun:
                 lun.truncate(self.topology.lun_mib << 20)
-        self.proto_l = stack.enter_context(vm._listen(root / "proto.sock"))
-        self.qmp_l = stack.enter_context(vm._listen(root / "qmp.sock"))
+        self.proto, self.proto_qemu = vm._socket_pair(stack)
+        self.qmp, self.qmp_qemu = vm._socket_pair(stack)
         accel = qemu.detect_accel(cfg.accel)
         machine = qemu.Machine(
             binary=qemu.find_binary(cfg.qemu), accel=accel.name, cpu=accel.cpu,
@@ -116,15 +116,20 @@ class Scratch:
             cmdline=" ".join(filter(None, [qemu.BASE_CMDLINE, accel.cmdline,
                                            cfg.kernel_cmdline])),
             console_log=str(root / "console.log"),
-            proto_socket=str(root / "proto.sock"), qmp_socket=str(root / "qmp.sock"),
+            proto_socket=self.proto_qemu.fileno(), qmp_socket=self.qmp_qemu.fileno(),
             topology=self.topology)
         self.argv = qemu.render(cfg.templates_dir, machine)
 
-
-def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "w") as out:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    def start(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        """QEMU with its ends of the sockets, which we then close (as vm.boot does)."""
+        fds = (self.proto_qemu.fileno(), self.qmp_qemu.fileno())
+        with open(log, "w") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    pass_fds=fds)
+        self.proto_qemu.close()
+        self.qmp_qemu.close()
+        return proc
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
@@ -158,11 +163,9 @@ def prepare(img: image.Image, sc: scenario.Scenario, cfg: Any, work: Path,
     with contextlib.ExitStack() as stack:
         s = Scratch(work / "prepare", img, sc, cfg, initrd, stack)
         started = time.monotonic()
-        proc = start(s.argv, s.root / "qemu.log")
+        proc = s.start(s.argv, s.root / "qemu.log")
         stack.callback(stop, proc, 3.0)
-        proto = stack.enter_context(vm._accept(s.proto_l, proc))
-        qmp = stack.enter_context(vm._accept(s.qmp_l, proc))
-        assert proto is not None and qmp is not None, "QEMU did not connect"
+        proto, qmp = s.proto, s.qmp
         monitor = Monitor(qmp, timeout=60)
         stack.callback(monitor.close)
         log = stack.enter_context(open(s.root / "protocol.log", "w"))
@@ -204,10 +207,8 @@ def restore(img: image.Image, sc: scenario.Scenario, cfg: Any, work: Path, state
         argv = [*s.argv, "-incoming", f"exec:cat {state}"]
         record = vm.RunRecord(run_dir, run_dir / "console.log", "TCG (restored)")
         started = time.monotonic()
-        proc = start(argv, run_dir / "qemu.log")
-        proto = stack.enter_context(vm._accept(s.proto_l, proc))
-        qmp = stack.enter_context(vm._accept(s.qmp_l, proc))
-        assert proto is not None and qmp is not None, "QEMU did not connect"
+        proc = s.start(argv, run_dir / "qemu.log")
+        proto, qmp = s.proto, s.qmp
         monitor = Monitor(qmp, timeout=60)
         while monitor.execute("query-status")["status"] != "running":
             time.sleep(0.01)  # -incoming without -S: QEMU starts the guest once loaded

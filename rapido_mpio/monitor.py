@@ -3,14 +3,16 @@
 A thin synchronous layer over its asyncio client, with a deadline on every exchange (the
 package's own sync shim has none on connecting, and a QEMU that never greets would hang a
 run): one error type for every way a command can fail, HMP commands that report errors
-as text turned into errors, and waiting for an event (device removal is only done when
-QEMU says DEVICE_DELETED, not when device_del returns).
+as text turned into errors, waiting for an event (device removal is only done when
+QEMU says DEVICE_DELETED, not when device_del returns), and a look at what QEMU reported on
+its own (a LUN's backing file that could not be written pauses the guest).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import Awaitable
@@ -24,6 +26,35 @@ T = TypeVar("T")
 
 class MonitorError(Exception):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockIOError:
+    """QEMU's BLOCK_IO_ERROR: a drive's read or write failed on the host."""
+
+    device: str  # the drive ("" for one already cut from its device by drive_del)
+    operation: str  # read or write
+    action: str  # stop (the guest is paused: werror=enospc), report (the guest sees it)
+    nospace: bool  # the host file system is full
+    reason: str  # the host's error, as strerror() words it
+
+    # A path we pulled with drive_del fails its I/O this way: that is the fault under test
+    PULLED = "No medium found"
+
+    @staticmethod
+    def from_event(event: dict[str, Any]) -> BlockIOError | None:
+        data = event.get("data")
+        if event.get("event") != "BLOCK_IO_ERROR" or not isinstance(data, dict):
+            return None
+        return BlockIOError(str(data.get("device", "")), str(data.get("operation", "")),
+                            str(data.get("action", "")), data.get("nospace") is True,
+                            str(data.get("reason", "")))
+
+    @property
+    def host_side(self) -> bool:
+        """The host failed the guest's I/O (full, read-only or broken storage under a LUN's
+        file), rather than the fault the scenario made."""
+        return self.nospace or self.reason != self.PULLED
 
 
 class Monitor:
@@ -87,6 +118,20 @@ class Monitor:
     def send_keys(self, *keys: str) -> None:
         """Press keys together on the guest's keyboard (QEMU qcodes, e.g. alt sysrq w)."""
         self.execute("send-key", {"keys": [{"type": "qcode", "data": k} for k in keys]})
+
+    def poll(self) -> tuple[str | None, list[dict[str, Any]]]:
+        """QEMU's run state (running, paused, io-error, ...; None: QEMU is gone) and the
+        events it sent since the last look, without waiting for more. Answering
+        query-status, QEMU sends the events before the answer, and the client queues them
+        as it reads its way to it; a QEMU that has exited leaves what it sent before to
+        be read the same way."""
+        try:
+            status = self.execute("query-status")
+        except MonitorError:
+            status = None
+        new = [dict(e) for e in self._client.events.clear()]
+        self.events.extend(new)
+        return str(status.get("status", "")) if isinstance(status, dict) else None, new
 
     def wait_event(self, name: str, data: dict[str, Any], timeout: float) -> float:
         """Wait for event NAME whose data includes `data`; returns the seconds waited."""

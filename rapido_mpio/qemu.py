@@ -67,10 +67,11 @@ class Machine:
     initrd: str
     cmdline: str
     console_log: str
-    proto_socket: str
-    qmp_socket: str
+    # the guest's protocol channel and the monitor: an int is QEMU's end of a socket pair it
+    # inherits (a run); a str, a path where QEMU listens for socat (the script for humans)
+    proto_socket: int | str
+    qmp_socket: int | str
     topology: Topology
-    socket_mode: str = ""  # "": QEMU connects to the host; ",server=on,wait=off" by hand
 
 
 def find_binary(name: str) -> str:

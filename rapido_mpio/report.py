@@ -75,7 +75,11 @@ def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) ->
         "timed_out": record.timed_out,
     })
     path = record.run_dir / "result.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    try:
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError:  # a full disk: no result.json rather than half of one
+        path.unlink(missing_ok=True)
+        raise
     last = output_dir / "last"
     with contextlib.suppress(OSError):
         if last.is_symlink() or last.exists():

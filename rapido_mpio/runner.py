@@ -10,6 +10,7 @@ import io
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from rapido_mpio.errors import (
 )
 
 if TYPE_CHECKING:  # cut must not pay for importing the boot side
-    from rapido_mpio import results
+    from rapido_mpio import hostfs, results
     from rapido_mpio.image import Image
     from rapido_mpio.scenario import Scenario
     from rapido_mpio.verdict import Verdict
@@ -92,7 +93,7 @@ def cut(cfg: Config, log: TextIO = sys.stderr) -> Image:
 
 def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Outcome:
     """Boot the cut image with cfg.scenario: the scenario is chosen here, not at cut."""
-    from rapido_mpio import image, report, scenario, verdict, vm
+    from rapido_mpio import hostfs, image, report, scenario, verdict, vm
 
     began = time.monotonic()
     img = image.load_image(cfg.output_dir / "image")
@@ -105,9 +106,12 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
     sc.check_settings(cfg.disk_size)
     _check_selectors(sc, img)
     run_dir = _new_run_dir(cfg.output_dir, sc.name)
-    record = vm.boot(img, sc, cfg, run_dir)
-    result = verdict.decide(record, sc.name, sc.kernel_log_allow, sc.expect_fail)
-    report.save(record, result, img, cfg.output_dir)
+    with hostfs.writes_to(_output_place(cfg.output_dir), vm.scratch_place()):
+        record = vm.boot(img, sc, cfg, run_dir)
+        result = verdict.decide(record, sc.name, sc.kernel_log_allow, sc.expect_fail)
+        report.save(record, result, img, cfg.output_dir)
+    if record.host_fs:  # saved in result.json; no verdict to print
+        raise SetupError(record.host_fs)
     print(f"rapido-mpio: {img.kernel_label} {img.kernel_release}, {record.accel}", file=log)
     report.print_summary(result, record, out)
     return Outcome(result, run_dir, time.monotonic() - began)
@@ -311,14 +315,30 @@ def _sole_matrix(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _output_place(output_dir: Path) -> hostfs.Place:
+    from rapido_mpio import hostfs
+
+    return hostfs.Place(output_dir, "the run's result",
+                        "Free some space there, or choose another --output-dir.")
+
+
 def _writable(path: Path, output_dir: Path) -> Path:
+    """The directory, made if need be, once a file can be made in it: a directory that is
+    already there says nothing about a read-only file system."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".rapido-mpio-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
-        raise SetupError(f"Cannot write to the output directory {output_dir}: "
-                         f"{e.strerror.lower() if e.strerror else e}.",
-                         hint="Choose another with --output-dir.") from None
+        raise _unwritable(output_dir, e) from None
     return path
+
+
+def _unwritable(output_dir: Path, e: OSError) -> SetupError:
+    return SetupError(f"Cannot write to the output directory {output_dir}: "
+                      f"{e.strerror.lower() if e.strerror else e}.",
+                      hint="Choose another with --output-dir.")
 
 
 def _new_run_dir(output_dir: Path, scenario: str) -> Path:
@@ -331,4 +351,6 @@ def _new_run_dir(output_dir: Path, scenario: str) -> Path:
             return candidate
         except FileExistsError:
             continue
+        except OSError as e:
+            raise _unwritable(output_dir, e) from None
     raise MpioError(f"Cannot create a run directory under {runs}.")

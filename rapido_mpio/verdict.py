@@ -163,6 +163,8 @@ def _decide(record: RunRecord, scenario: str, allow: Iterable[str]) -> Verdict:
         return Verdict(scenario, result, code, tuple(checks or ()), reason,
                        _tail(record.console_log) if tail else ())
 
+    if record.host_fs:
+        return verdict("ERROR", ExitCode.SETUP, record.host_fs)
     if record.host_error:
         return verdict("ERROR", ExitCode.SETUP, f"The host side broke: {record.host_error}.")
     started = record.first("SCENARIO") is not None

@@ -1,8 +1,8 @@
 """One boot: start QEMU, follow the guest's protocol channel, act on its events, end QEMU.
 
-Everything QEMU needs that is not an artifact (disk, sockets) lives in a private scratch
-directory removed at the end. QEMU is ended by its PID on every way out: verdict, timeout,
-error, Ctrl-C.
+Everything QEMU needs that is not an artifact (LUN files, initrd) lives in a private scratch
+directory removed at the end; its sockets are socket pairs, with no path. QEMU is ended by
+its PID on every way out: verdict, timeout, error, Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,18 +22,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from rapido_mpio import lifetime, qemu
+from rapido_mpio import hostfs, lifetime, qemu
 from rapido_mpio.config import Config
 from rapido_mpio.console import Channel, ChannelClosed, ChannelTimeout, Message
 from rapido_mpio.errors import Interrupted
 from rapido_mpio.faults import Action, FaultError, Faults
 from rapido_mpio.image import Image, assemble
-from rapido_mpio.monitor import Monitor, MonitorError
+from rapido_mpio.monitor import BlockIOError, Monitor, MonitorError
 from rapido_mpio.scenario import Scenario
 from rapido_mpio.topology import Topology
 
-CONNECT_TIMEOUT = 15.0  # QEMU connects to our sockets right after it starts
 SHUTDOWN_GRACE = 15.0  # after the verdict, for the guest's own reboot -f
+HOST_POLL = 1.0  # seconds between looks at what QEMU reports itself, while the guest is quiet
 SCENARIO_LAYER = "scenario.cpio"  # the run's own first layer, kept among its artifacts
 DUMP_WAIT = 3.0  # for the guest's task dump to reach the console, after sysrq w
 
@@ -59,6 +60,7 @@ class RunRecord:
     blocks: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     actions: list[Action] = dataclasses.field(default_factory=list)  # faults, host and guest
     host_error: str | None = None
+    host_fs: str | None = None  # the host's storage failed the run: no verdict, one sentence
     timed_out: str | None = None  # what ran out of time: boot, step, scenario, shutdown
     hang: Hang | None = None
     qemu_status: int | None = None  # None: killed by us
@@ -79,15 +81,19 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
     with contextlib.ExitStack() as stack:
         scratch = stack.enter_context(lifetime.scratch_dir())  # removes dead runs' too
         topology = Topology.build(scenario.shape, str(scratch), cfg.disk_size)
+        _check_room(image, topology)
         for disk in topology.disks:
             with open(disk, "wb") as f:
                 f.truncate(topology.lun_mib << 20)  # sparse: costs nothing until written
         # kept with the run: qemu-cmd.sh rebuilds the initrd from it and the cached layers
         (run_dir / SCENARIO_LAYER).write_bytes(
             assemble(image, scenario, scratch / "initrd"))
-        proto_listener = stack.enter_context(_listen(scratch / "proto.sock"))
-        qmp_listener = stack.enter_context(_listen(scratch / "qmp.sock"))
-        machine = _machine(image, topology, cfg, accel, binary, str(scratch), run_dir)
+        # QEMU gets its end of each socket already open: no socket path, so no limit on
+        # TMPDIR's length (108 bytes for AF_UNIX), and nothing to wait for it to connect to
+        proto, proto_qemu = _socket_pair(stack)
+        qmp, qmp_qemu = _socket_pair(stack)
+        machine = _machine(image, topology, cfg, accel, binary, str(scratch), run_dir,
+                           proto_qemu.fileno(), qmp_qemu.fileno())
         argv = qemu.render(cfg.templates_dir, machine)
         _save_rerun_script(machine, image, cfg, run_dir)
         record = RunRecord(run_dir, run_dir / "console.log", accel.reason)
@@ -99,33 +105,61 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
         with lifetime.signals_deferred():  # no interrupt between QEMU's start and its end
             proc = lifetime.spawn(argv, signal.SIGKILL, stdin=subprocess.DEVNULL,
                                   stdout=qemu_out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # Ctrl-C is ours, not QEMU's
+                                  start_new_session=True,  # Ctrl-C is ours, not QEMU's
+                                  pass_fds=(proto_qemu.fileno(), qmp_qemu.fileno()))
             stack.push(_reaper(proc, record, started))
-        proto = stack.enter_context(_accept(proto_listener, proc))
-        qmp = stack.enter_context(_accept(qmp_listener, proc))
-        if proto is not None and qmp is not None:  # else QEMU exited: _reap records why
+        proto_qemu.close()  # QEMU holds them now: when it exits, ours read end-of-file
+        qmp_qemu.close()
+        with proto, qmp:  # hung up before QEMU is reaped: it writes to no one meanwhile
             _converse(proc, proto, qmp, protocol_log, topology, cfg, record, started)
     return record
 
 
 def _machine(image: Image, topology: Topology, cfg: Config, accel: qemu.Accel, binary: str,
-             scratch: str, run_dir: Path) -> qemu.Machine:
+             scratch: str, run_dir: Path, proto_fd: int, qmp_fd: int) -> qemu.Machine:
     return qemu.Machine(
         binary=binary, accel=accel.name, cpu=accel.cpu, memory=cfg.memory, cpus=cfg.cpus,
         bios=str(qemu.QBOOT) if qemu.QBOOT.exists() else None,
         kernel=str(image.kernel_image), initrd=f"{scratch}/initrd",
         cmdline=" ".join(filter(None, [qemu.BASE_CMDLINE, accel.cmdline, cfg.kernel_cmdline])),
-        console_log=str(run_dir / "console.log"),
-        proto_socket=f"{scratch}/proto.sock", qmp_socket=f"{scratch}/qmp.sock",
+        console_log=str(run_dir / "console.log"), proto_socket=proto_fd, qmp_socket=qmp_fd,
         topology=topology,
     )
+
+
+def _socket_pair(stack: contextlib.ExitStack) -> tuple[socket.socket, socket.socket]:
+    """Our end and QEMU's end of a connected stream socket, both closed with the stack."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    stack.callback(ours.close)
+    stack.callback(theirs.close)
+    return ours, theirs
+
+
+def _check_room(image: Image, topology: Topology) -> None:
+    """The LUN files are sparse and cost what the guest writes. The scenarios write to one
+    LUN, the one with XFS (mkfs.xfs zeroes its 64 MiB log, then some MiB of data: 75 MiB
+    for failover), and can never write more than its size: so a run needs the initrd plus
+    one LUN in full, and then cannot fill the file system by its own writes. A file system
+    that others fill meanwhile is caught when QEMU reports the write that failed."""
+    initrd = sum(layer.stat().st_size for layer in image.layers if layer.is_file())
+    lun = topology.lun_mib << 20
+    size = hostfs.human_size
+    hostfs.check_room(scratch_place(), initrd + lun,
+                      f"the initrd, {size(initrd)}, and the {size(lun)} of a LUN the guest "
+                      "may write")
+
+
+def scratch_place() -> hostfs.Place:
+    """Where runs make their scratch directories: TMPDIR (or /tmp)."""
+    return hostfs.Place(Path(tempfile.gettempdir()), "the run's scratch files (LUNs, initrd)",
+                        "Free some space there, or set TMPDIR to another file system.")
 
 
 def _save_rerun_script(machine: qemu.Machine, image: Image, cfg: Config,
                        run_dir: Path) -> None:
     """The same machine for a human: its own scratch dir, and sockets that wait for socat."""
     by_hand = dataclasses.replace(
-        machine, socket_mode=",server=on,wait=off", initrd=f"{qemu.SCRATCH}/initrd",
+        machine, initrd=f"{qemu.SCRATCH}/initrd",
         console_log=f"{qemu.SCRATCH}/console.log",
         topology=Topology.build(machine.topology.shape, qemu.SCRATCH,
                                 machine.topology.lun_mib),
@@ -149,9 +183,27 @@ def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.s
     faults = Faults(monitor, topology, started)
     try:
         _follow(Channel(proto, started, protocol_log), monitor, faults, cfg, record, started)
+        # an error QEMU reported to the guest (not one that paused it) may have ended the
+        # run with a verdict before the host looked: the verdict must not stand
+        record.host_fs = record.host_fs or _host_failure(monitor)
     finally:
         record.actions = faults.actions
         monitor.close()
+
+
+def _host_failure(monitor: Monitor) -> str | None:
+    """Why the host failed the guest's storage (a LUN's backing file could not be read or
+    written), from what QEMU reported since the last look; None if it did not."""
+    status, events = monitor.poll()
+    errors = [e for e in map(BlockIOError.from_event, events) if e is not None and e.host_side]
+    if not errors and status != "io-error":
+        return None
+    how = "paused the guest" if status == "io-error" else "failed the guest's I/O"
+    failed = (f"{'reading' if errors[0].operation == 'read' else 'writing'} a LUN's backing "
+              f"file failed ({errors[0].reason})" if errors else "a LUN's backing file failed")
+    place = scratch_place()
+    return (f"QEMU {how}: {failed}; {hostfs.Room.of(place.path)} holds {place.what}. "
+            f"{place.fix}")
 
 
 def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
@@ -169,11 +221,18 @@ def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
                 return
             continue
         try:
-            msg = channel.receive(min(deadline, step_deadline, due or deadline))
+            msg = channel.receive(min(deadline, step_deadline, due or deadline,
+                                      time.monotonic() + HOST_POLL))
         except ChannelClosed:
             return
         except ChannelTimeout:
             if due is not None and time.monotonic() >= due:
+                continue
+            if time.monotonic() < min(deadline, step_deadline):
+                # only quiet for a while: did the host's storage stop it (QEMU reports so)?
+                record.host_fs = _host_failure(monitor)
+                if record.host_fs:
+                    return
                 continue
             record.timed_out = "step" if step is not None and step_deadline < deadline \
                 else stage
@@ -276,36 +335,6 @@ def _stream(log: Path, out: TextIO) -> Iterator[None]:
     finally:
         done.set()
         thread.join(timeout=2)
-
-
-@contextlib.contextmanager
-def _listen(path: Path) -> Iterator[socket.socket]:
-    """We listen and QEMU connects: nothing the guest says can be lost before we attach."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(str(path))
-        sock.listen(1)
-        yield sock
-    finally:
-        sock.close()
-
-
-@contextlib.contextmanager
-def _accept(listener: socket.socket,
-            proc: subprocess.Popen[bytes]) -> Iterator[socket.socket | None]:
-    """QEMU's connection, closed on exit; None if QEMU exits or never connects."""
-    conn = None
-    deadline = time.monotonic() + CONNECT_TIMEOUT
-    listener.settimeout(0.05)
-    while conn is None and time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(TimeoutError):
-            conn, _ = listener.accept()
-            conn.settimeout(None)
-    try:
-        yield conn
-    finally:
-        if conn is not None:
-            conn.close()
 
 
 def _reaper(proc: subprocess.Popen[bytes], record: RunRecord,

@@ -19,6 +19,15 @@ def mpio() -> Any:
     return run_cli
 
 
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cut of the failover image on the default kernel, shared by a module's boots."""
+    out = tmp_path_factory.mktemp("mpio-out")
+    p = run_cli("cut", "--output-dir", str(out))
+    assert p.returncode == 0, p.stderr
+    return out
+
+
 def run_cli(*args: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """rapido-mpio as a user runs it; none of the developer's own settings leak in."""
@@ -27,15 +36,6 @@ def run_cli(*args: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "rapido_mpio", *args], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cut of the failover image on the default kernel, shared by a module's boots."""
-    out = tmp_path_factory.mktemp("mpio-out")
-    p = run_cli("cut", "--output-dir", str(out))
-    assert p.returncode == 0, p.stderr
-    return out
 
 
 def qemu_processes_for(path: Path) -> list[str]:

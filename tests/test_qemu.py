@@ -58,6 +58,17 @@ def test_values_stay_single_arguments() -> None:
     assert kvm[kvm.index("-cpu") + 1] == "host"
 
 
+def test_sockets_are_inherited_fds_in_a_run_and_paths_by_hand() -> None:
+    """A run hands QEMU its end of a socket pair (no path: any TMPDIR length works); the
+    script for humans has QEMU listen on paths for socat, without waiting for it."""
+    run = qemu.render(REPO_ROOT / "templates", _machine(proto_socket=5, qmp_socket=7))
+    assert "socket,id=proto,fd=5" in run and "socket,id=qmp,fd=7" in run
+    assert not [a for a in run if ".sock" in a]
+    by_hand = qemu.render(REPO_ROOT / "templates", _machine(proto_socket="/t/a,b/proto.sock"))
+    assert "socket,id=proto,path=/t/a,,b/proto.sock,server=on,wait=off" in by_hand
+    assert "socket,id=qmp,path=/t/qmp.sock,server=on,wait=off" in by_hand
+
+
 def test_script_for_rerun_by_hand_runs(tmp_path: Path) -> None:
     """The saved script makes its own scratch dir, LUN and initrd, and quotes every
     argument."""
