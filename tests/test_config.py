@@ -49,7 +49,7 @@ def test_a_directory_with_just_a_makefile_is_no_kernel_tree(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("text, words", [
     ("memroy: 1\n", ["Unknown key 'memroy'", "rapido-mpio.yaml"]),
-    ("memory: lots\n", ["memory", "rapido-mpio.yaml", "positive whole number"]),
+    ("memory: lots\n", ["memory", "rapido-mpio.yaml", "whole number from 256 to 1048576"]),
     ("accel: hvf\n", ["accel", "one of auto, kvm, tcg"]),
     ("memory: [1\n", ["not valid YAML", "line"]),
     ("- a\n- b\n", ["must be a mapping"]),
