@@ -101,7 +101,7 @@ def load(path: Path, cfg: Config) -> Plan:
                 cell = {"scenario": sc_name, "selector": sel, "grouping": grp, "fault": fault,
                         "kernel": k.id}
                 if not any(all(cell.get(key) == v for key, v in ex.items()) for ex in excludes):
-                    combos.append(_combination(cell, k.id, {}))
+                    combos.append(_combination(cell, k.id, {}, path))
     for inc in includes:
         if "scenario" not in inc:
             raise SetupError(f"An include in matrix file {path} names no scenario.",
@@ -112,7 +112,7 @@ def load(path: Path, cfg: Config) -> Plan:
             raise SetupError(f"An include in matrix file {path} names kernel {named!r}, "
                              "which is not in its kernels.",
                              hint="Kernel names: " + ", ".join(k.id for k in kernels) + ".")
-        combos += [_combination(inc, k.id, inc.get("env") or {}) for k in targets]
+        combos += [_combination(inc, k.id, inc.get("env") or {}, path) for k in targets]
 
     unique = list(dict.fromkeys(combos))  # an include may repeat a product cell
     for c in unique:
@@ -123,25 +123,26 @@ def load(path: Path, cfg: Config) -> Plan:
     return Plan(path, kernels, tuple(unique))
 
 
-def _combination(cell: dict[str, Any], kernel: str, env: dict[str, Any]) -> Combination:
+def _combination(cell: dict[str, Any], kernel: str, env: dict[str, Any],
+                 path: Path) -> Combination:
+    def word(value: object, key: str) -> str:
+        """A value the child run gets in --scenario-env NAME=VALUE,NAME=VALUE: no comma."""
+        what = f"{key} in matrix file {printable(str(path))}"
+        text = check_printable(str(value), what) if isinstance(value, str | int | float) \
+            else ","
+        if "," in text:
+            raise SetupError(f"{what} must be a word or a number without a comma, not "
+                             f"{excerpt(value)}.", hint=f"Fix {key}.")
+        return text
+
     def opt(key: str) -> str | None:
         value = cell.get(key)
-        return None if value is None else _env_value(value, key)
+        return None if value is None else word(value, key)
 
     return Combination(scenario=str(cell["scenario"]), kernel=kernel, selector=opt("selector"),
                        grouping=opt("grouping"), fault=opt("fault"),
-                       env=tuple(sorted((str(k), _env_value(v, f"env {excerpt(k)}"))
+                       env=tuple(sorted((str(k), word(v, f"env {excerpt(k)}"))
                                         for k, v in env.items())))
-
-
-def _env_value(value: object, what: str) -> str:
-    """A value the child run gets in --scenario-env NAME=VALUE,NAME=VALUE: no comma."""
-    text = check_printable(str(value), f"{what} in the matrix file") \
-        if isinstance(value, str | int | float) else ","
-    if "," in text:
-        raise SetupError(f"{what} in the matrix file must be a word or a number without a "
-                         f"comma, not {excerpt(value)}.", hint=f"Fix {what}.")
-    return text
 
 
 def _check(c: Combination, sc: scenario.Scenario, path: Path) -> None:
