@@ -258,7 +258,7 @@ def load(cli: Mapping[str, object] | None = None,
     values: dict[str, Any] = {}
     for s in SETTINGS:
         value = s.default
-        if s.name in file_values:
+        if file_values.get(s.name) is not None:  # `key:` alone, or null: not set here
             value = s.parse(file_values[s.name], f"config file {printable(str(config_file))}")
         for env_name in reversed(s.env_names):  # RAPIDO_MPIO_X wins over the short alias
             if env_name in environ and environ[env_name] != "":

@@ -112,6 +112,7 @@ class CombinationResult:
     def from_json(cls, d: Record) -> CombinationResult:
         """What to_json wrote; a field of another type is a ValueError."""
         control = d.record("negative_control")
+        expect_fail = control.strings("expect_fail")  # none: not a negative control
         env = d.record("env")
         exit_code = d.get("exit_code", int)
         if not 0 <= exit_code <= 255:
@@ -126,9 +127,8 @@ class CombinationResult:
             checks=tuple(CheckResult(c.get("name", str), c.get("status", str),
                                      c.get("observed", str)) for c in d.records("checks")),
             seconds=d.number("seconds", 0.0), run_dir=d.optional("run_dir", str) or "",
-            log_tail=d.strings("log_tail"),
-            expect_fail=control.strings("expect_fail"),
-            as_declared=control.optional("as_declared", bool),
+            log_tail=d.strings("log_tail"), expect_fail=expect_fail,
+            as_declared=control.optional("as_declared", bool) if expect_fail else None,
         )
 
 

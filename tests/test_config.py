@@ -88,3 +88,35 @@ def test_switches(tmp_path: Path) -> None:
     (tmp_path / "rapido-mpio.yaml").write_text("console: maybe\n")
     with pytest.raises(SetupError, match="true or false"):
         config.load({}, environ={}, cwd=tmp_path)
+
+
+NUMBERS = [s for s in config.SETTINGS if s.kind in (int, float)]
+
+
+@pytest.mark.parametrize("s", NUMBERS, ids=[s.name for s in NUMBERS])
+def test_every_number_has_finite_bounds_in_file_env_and_help(tmp_path: Path,
+                                                            s: config.Setting) -> None:
+    low, high = s.bounds
+    assert 0 < low < high < 10**7
+    env = s.env_names[0]
+    for ok in (low, high):
+        assert getattr(config.load({}, environ={env: str(ok)}, cwd=tmp_path), s.name) == ok
+    (tmp_path / "rapido-mpio.yaml").write_text(f"{s.name}: {high}\n")
+    assert getattr(config.load({}, environ={}, cwd=tmp_path), s.name) == high
+    bad = [low - 1, high + 1, 10**30] + (["nan", "inf", "-inf", "1e300"] if s.kind is float
+                                         else ["1e3", "1.5"])
+    for value in bad:
+        with pytest.raises(SetupError, match=f"from {low} to {high}"):
+            config.load({s.name: str(value)}, environ={}, cwd=tmp_path)
+    (tmp_path / "rapido-mpio.yaml").write_text(f"{s.name}: {10**30}\n")
+    with pytest.raises(SetupError, match=f"{s.name} in config file .* from {low} to {high}"):
+        config.load({}, environ={}, cwd=tmp_path)
+    assert f"From {low} to {high}." in s.full_help and s.full_help in config.render_defaults()
+
+
+def test_string_settings_refuse_control_characters(tmp_path: Path) -> None:
+    for name in ("kernel_cmdline", "qemu", "scenario_env", "output_dir", "kernel_src"):
+        with pytest.raises(SetupError, match="control characters"):
+            config.load({name: "a\nb"}, environ={}, cwd=tmp_path)
+    assert config.load({"kernel_cmdline": "quiet loglevel=3"}, environ={},
+                       cwd=tmp_path).kernel_cmdline == "quiet loglevel=3"
