@@ -109,7 +109,7 @@ def load(path: Path, cfg: Config) -> Plan:
         named = inc.get("kernel")
         targets = [k for k in kernels if named is None or k.id == named]
         if not targets:
-            raise SetupError(f"An include in matrix file {path} names kernel {named!r}, "
+            raise SetupError(f"An include in matrix file {path} names kernel {excerpt(named)}, "
                              "which is not in its kernels.",
                              hint="Kernel names: " + ", ".join(k.id for k in kernels) + ".")
         combos += [_combination(inc, k.id, inc.get("env") or {}, path) for k in targets]
@@ -150,7 +150,7 @@ def _check(c: Combination, sc: scenario.Scenario, path: Path) -> None:
     for key, value in (("selector", c.selector), ("grouping", c.grouping)):
         setting = SETTINGS_BY_NAME[f"path_{key}"]
         if value is not None and value not in setting.choices:
-            raise SetupError(f"Matrix file {path}: {key} {value!r} is not one of "
+            raise SetupError(f"Matrix file {path}: {key} {excerpt(value)} is not one of "
                              f"{', '.join(setting.choices[1:])}.")
     if c.fault is not None and FAULT_ENV not in sc.env:
         raise SetupError(f"Matrix file {path}: scenario {c.scenario} has no fault to choose "
@@ -158,8 +158,9 @@ def _check(c: Combination, sc: scenario.Scenario, path: Path) -> None:
                          hint="Drop the fault from that include.")
     for name, _ in c.env:
         if name not in sc.env or name == FAULT_ENV:
-            raise SetupError(f"Matrix file {path}: scenario {c.scenario} has no env {name!r} "
-                             "to set" + (" (use fault:)" if name == FAULT_ENV else "") + ".",
+            raise SetupError(f"Matrix file {path}: scenario {c.scenario} has no env "
+                             f"{excerpt(name)} to set"
+                             + (" (use fault:)" if name == FAULT_ENV else "") + ".",
                              hint="Its env: " + (", ".join(sorted(sc.env)) or "none") + ".")
 
 
@@ -199,7 +200,7 @@ def _tree_id(path: Path | None) -> str:
 def _known(data: dict[Any, Any], keys: set[str], where: str) -> None:
     unknown = sorted(str(k) for k in set(data) - keys)
     if unknown:
-        raise SetupError(f"Unknown key {unknown[0]!r} in {where}.",
+        raise SetupError(f"Unknown key {excerpt(unknown[0])} in {where}.",
                          hint="Known keys: " + ", ".join(sorted(keys)) + ".")
 
 

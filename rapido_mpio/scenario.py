@@ -4,7 +4,7 @@ The file is the guest's steps (POSIX sh, run by /init with /usr/lib/mpio/lib.sh 
 headed by its declarations in comment lines that start with `#:` (YAML):
 
     #: description: what the scenario proves
-    #: topology: {luns: 1, paths: 2}      # LUNs x paths per LUN (1-16 x 1-8)
+    #: topology: {luns: 1, paths: 2}      # LUNs x paths per LUN (1-16 x 1-8; lun_mib: 1-1048576)
     #: multipath: |                       # becomes /etc/multipath/conf.d/scenario.conf
     #:   defaults { no_path_retry queue }
     #: steps: {fault: 35}                 # deadline of each `mpio_step NAME`, in seconds
@@ -266,7 +266,7 @@ def _patterns(value: object, path: Path) -> tuple[str, ...]:
         try:
             re.compile(pattern)
         except re.error as e:
-            raise SetupError(f"kernel_log_allow in scenario {path}: {pattern!r} is not a "
+            raise SetupError(f"kernel_log_allow in scenario {path}: {excerpt(pattern)} is not a "
                              f"regular expression ({e}).") from None
     return allow
 

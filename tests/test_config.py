@@ -120,3 +120,18 @@ def test_string_settings_refuse_control_characters(tmp_path: Path) -> None:
             config.load({name: "a\nb"}, environ={}, cwd=tmp_path)
     assert config.load({"kernel_cmdline": "quiet loglevel=3"}, environ={},
                        cwd=tmp_path).kernel_cmdline == "quiet loglevel=3"
+
+
+def test_a_key_without_a_value_leaves_the_setting_unset(tmp_path: Path) -> None:
+    """`memory:` alone (null) gave memory None, which no later step expects."""
+    (tmp_path / "rapido-mpio.yaml").write_text("memory:\nqemu: null\nvms:\n")
+    cfg = config.load({}, environ={"RAPIDO_MPIO_CPUS": "3"}, cwd=tmp_path)
+    assert (cfg.memory, cfg.qemu, cfg.vms, cfg.cpus) == (1024, "qemu-system-x86_64", None, 3)
+
+
+def test_help_states_the_bounds() -> None:
+    from .conftest import run_cli
+
+    shown = " ".join(run_cli("boot", "--help").stdout.split())
+    for s in NUMBERS:
+        assert " ".join(s.full_help.split()) in shown, s.name
