@@ -25,7 +25,7 @@ from rapido_mpio.config import REPO_ROOT
 from rapido_mpio.errors import MpioError
 from rapido_mpio.inputs import MAX_YAML_VALUES, Record, parse_yaml
 
-FUZZ = settings(derandomize=True, max_examples=200, deadline=None,
+FUZZ = settings(derandomize=True, database=None, max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
@@ -269,6 +269,15 @@ def test_matrix_file(tmp_path: Path, text: str | bytes) -> None:
     for c in plan.combinations:
         assert all("," not in v and v.isprintable() for _, v in c.env)
         assert c.kernel and c.kernel in {k.id for k in plan.kernels}
+
+
+@FUZZ
+@given(text=st.text(max_size=12) | st.from_regex(r"[0-9²٣]{1,7}/[0-9²٣]{1,7}", fullmatch=True))
+def test_shard(text: str) -> None:
+    """A superscript digit passes str.isdigit, and int() then fails on it."""
+    shard = read_or_refuse(lambda: matrix.parse_shard(text))
+    if shard is not None:
+        assert 1 <= shard[0] <= shard[1] <= matrix.MAX_SHARDS
 
 
 # -- image.json and matrix.json: valid documents with one part changed, or anything
