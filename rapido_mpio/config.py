@@ -15,9 +15,13 @@ from typing import Any
 import yaml
 
 from rapido_mpio.errors import SetupError
+from rapido_mpio.inputs import check_printable, excerpt, load_yaml, printable, read_text
+from rapido_mpio.topology import MAX_LUN_MIB
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE_NAME = "rapido-mpio.yaml"
+MIN_MEMORY_MIB = 256  # the image unpacks into RAM, and the guest runs XFS and multipathd
+MAX_SECONDS = 86_400  # a timeout or a step's deadline: a day is past any real wait
 
 
 def _cache_home() -> Path:
@@ -32,6 +36,14 @@ class Setting:
     help: str
     choices: tuple[str, ...] = ()
     env: tuple[str, ...] = ()  # extra environment names besides RAPIDO_MPIO_<NAME>
+    bounds: tuple[int, int] = (1, 0)  # an int's or a float's least and greatest value
+
+    @property
+    def full_help(self) -> str:
+        """The help, with a number's bounds: the file, the env and --help say the same."""
+        if self.kind not in (int, float):
+            return self.help
+        return f"{self.help} From {self.bounds[0]} to {self.bounds[1]}."
 
     @property
     def flag(self) -> str:
@@ -46,7 +58,7 @@ class Setting:
         if value is None or (isinstance(value, str) and value == "" and self.default is None):
             return None
         bad = SetupError(
-            f"{self.name} in {where} must be {self.describe_type()}, not {value!r}.",
+            f"{self.name} in {where} must be {self.describe_type()}, not {excerpt(value)}.",
             hint=f"Fix {self.name} in {where}.",
         )
         if self.kind is bool:
@@ -60,7 +72,7 @@ class Setting:
         if self.kind is Path:
             if not isinstance(value, str | Path):
                 raise bad
-            return Path(os.path.expanduser(str(value)))
+            return Path(os.path.expanduser(check_printable(str(value), f"{self.name} in {where}")))
         if self.kind is int:
             if isinstance(value, bool):
                 raise bad
@@ -68,7 +80,7 @@ class Setting:
                 number = int(value) if isinstance(value, str | int) else None
             except ValueError:
                 number = None
-            if number is None or number <= 0:
+            if number is None or not self.bounds[0] <= number <= self.bounds[1]:
                 raise bad
             return number
         if self.kind is float:
@@ -78,7 +90,7 @@ class Setting:
                 seconds = float(value)
             except ValueError:
                 raise bad from None
-            if seconds <= 0:
+            if not self.bounds[0] <= seconds <= self.bounds[1]:  # nan and inf too
                 raise bad
             return seconds
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -86,7 +98,7 @@ class Setting:
         text = str(value)
         if self.choices and text not in self.choices:
             raise bad
-        return text
+        return check_printable(text, f"{self.name} in {where}")
 
     def describe_type(self) -> str:
         if self.choices:
@@ -94,8 +106,8 @@ class Setting:
         return {
             bool: "true or false",
             Path: "a path",
-            int: "a positive whole number",
-            float: "a positive number of seconds",
+            int: f"a whole number from {self.bounds[0]} to {self.bounds[1]}",
+            float: f"a number of seconds from {self.bounds[0]} to {self.bounds[1]}",
         }.get(self.kind, "a string")
 
 
@@ -134,23 +146,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("accel", str, "auto",
             "auto: KVM where /dev/kvm works and the CPU has vmx/svm, else TCG.",
             choices=("auto", "kvm", "tcg")),
-    Setting("memory", int, 1024, "Guest memory in MiB."),
-    Setting("cpus", int, 2, "Guest CPUs."),
-    Setting("disk_size", int, 320, "Size of the shared LUN in MiB (XFS wants 300 at least)."),
+    Setting("memory", int, 1024, "Guest memory in MiB.", bounds=(MIN_MEMORY_MIB, 1 << 20)),
+    Setting("cpus", int, 2, "Guest CPUs (QEMU's pc machine takes 255 at most).",
+            bounds=(1, 255)),
+    Setting("disk_size", int, 320, "Size of the shared LUN in MiB (XFS wants 300 at least).",
+            bounds=(1, MAX_LUN_MIB)),
     Setting("boot_timeout", float, 120.0,
             "Seconds from QEMU start until the scenario starts; past it the kernel counts as "
-            "untestable (125)."),
+            "untestable (125).", bounds=(1, MAX_SECONDS)),
     Setting("scenario_timeout", float, 120.0,
-            "Seconds from scenario start until the verdict; past it the run FAILs."),
+            "Seconds from scenario start until the verdict; past it the run FAILs.",
+            bounds=(1, MAX_SECONDS)),
     Setting("compression", str, "none", "Compression of the image layers.",
             choices=("none", "zstd")),
     Setting("kernel_cmdline", str, "", "Extra kernel command line arguments."),
     Setting("console", bool, False,
             "Also stream the guest's serial console to stderr while it runs."),
-    Setting("jobs", int, os.cpu_count() or 1, "Parallel jobs for kernel builds."),
+    Setting("jobs", int, os.cpu_count() or 1, "Parallel jobs for kernel builds.",
+            bounds=(1, 4096)),
     Setting("vms", int, None,
             "VMs at a time in a matrix. Unset: host CPUs / guest CPUs, as far as memory "
-            "allows."),
+            "allows.", bounds=(1, 256)),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -195,47 +211,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for s in SETTINGS:
         if s.kind is bool:  # a switch on the command line; the file and env say true/false
             group.add_argument(s.flag, dest=s.name, default=None, action="store_const",
-                               const="true", help=f"{s.help} [env {s.env_names[0]}]")
+                               const="true", help=f"{s.full_help} [env {s.env_names[0]}]")
             continue
         group.add_argument(
             s.flag, dest=s.name, default=None, metavar=s.name.upper(),
             choices=s.choices or None,
-            help=f"{s.help} [env {s.env_names[0]}]",
+            help=f"{s.full_help} [env {s.env_names[0]}]",
         )
 
 
-def parse_yaml(text: str) -> Any:
-    """YAML with libyaml's safe loader where PyYAML has it (several times faster)."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-
-
-def error_line(e: yaml.YAMLError) -> int | None:
-    """The 1-based line a YAML error points at, when it points at one."""
-    mark = getattr(e, "problem_mark", None)
-    return mark.line + 1 if mark is not None else None
-
-
 def _read_file(path: Path) -> dict[str, object]:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SetupError(f"Cannot read config file {path}: {e.strerror}.",
-                         hint="Check the path given with --config.") from None
-    try:
-        data = parse_yaml(text)
-    except yaml.YAMLError as e:
-        line = error_line(e)
-        where = f" at line {line}" if line else ""
-        raise SetupError(f"Config file {path} is not valid YAML{where}.",
-                         hint="Fix the syntax or remove the file.") from None
+    shown = printable(str(path))
+    data = load_yaml(read_text(path, "config file", "Check the path given with --config."),
+                     f"Config file {shown}", "Fix the syntax or remove the file.")
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SetupError(f"Config file {path} must be a mapping of setting: value.",
+        raise SetupError(f"Config file {shown} must be a mapping of setting: value.",
                          hint="See the configuration reference in README.md.")
     for key in data:
         if key not in SETTINGS_BY_NAME:
-            raise SetupError(f"Unknown key {key!r} in config file {path}.",
+            raise SetupError(f"Unknown key {excerpt(key)} in config file {shown}.",
                              hint="Known keys: " + ", ".join(SETTINGS_BY_NAME) + ".")
     return data
 
@@ -253,7 +249,7 @@ def load(cli: Mapping[str, object] | None = None,
     if explicit:
         config_file = Path(str(explicit))
         if not config_file.is_file():
-            raise SetupError(f"Config file {config_file} does not exist.",
+            raise SetupError(f"Config file {printable(str(config_file))} does not exist.",
                              hint="Give an existing file with --config or RAPIDO_MPIO_CONFIG.")
     elif (cwd / CONFIG_FILE_NAME).is_file():
         config_file = cwd / CONFIG_FILE_NAME
@@ -262,8 +258,8 @@ def load(cli: Mapping[str, object] | None = None,
     values: dict[str, Any] = {}
     for s in SETTINGS:
         value = s.default
-        if s.name in file_values:
-            value = s.parse(file_values[s.name], f"config file {config_file}")
+        if file_values.get(s.name) is not None:  # `key:` alone, or null: not set here
+            value = s.parse(file_values[s.name], f"config file {printable(str(config_file))}")
         for env_name in reversed(s.env_names):  # RAPIDO_MPIO_X wins over the short alias
             if env_name in environ and environ[env_name] != "":
                 value = s.parse(environ[env_name], f"environment variable {env_name}")
@@ -292,7 +288,7 @@ def render_defaults() -> str:
     lines = ["# rapido-mpio configuration. Every key is optional; shown are the defaults.",
              "# Precedence: this file < environment (RAPIDO_MPIO_<KEY>) < command line.", ""]
     for s in SETTINGS:
-        lines.append(f"# {s.help}")
+        lines.append(f"# {s.full_help}")
         shown = _DYNAMIC[s.name] if s.name in _DYNAMIC else _show(s.default)
         lines.append(f"# {s.name}: {shown}")
         lines.append("")

@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 
 from rapido_mpio import cache, command, cpio, elfdeps, files
-from rapido_mpio.config import parse_yaml
 from rapido_mpio.errors import SetupError, UntestableKernel
+from rapido_mpio.inputs import Record, parse_json, parse_yaml, read_text
 from rapido_mpio.kernel import Kernel
 from rapido_mpio.modules import ModuleIndex
 from rapido_mpio.scenario import Scenario
@@ -85,11 +85,15 @@ class Image:
         }
 
     @staticmethod
-    def from_json(data: dict[str, Any]) -> Image:
-        selectors = data.get("selectors")
-        return Image(data["manifest"], Path(data["kernel_image"]), data["kernel_release"],
-                     data["kernel_label"], tuple(Path(p) for p in data["layers"]),
-                     None if selectors is None else tuple(selectors))
+    def from_json(data: Record) -> Image:
+        """What to_json wrote; a field of another type is a ValueError."""
+        selectors = data.optional("selectors", list)
+        paths = (data.get("kernel_image", str), *data.strings("layers"))
+        if not all(p.isprintable() for p in paths):
+            raise ValueError("a path with control characters")
+        return Image(data.get("manifest", str), Path(paths[0]), data.get("kernel_release", str),
+                     data.get("kernel_label", str), tuple(Path(p) for p in paths[1:]),
+                     None if selectors is None else data.strings("selectors"))
 
     @property
     def size(self) -> int:
@@ -390,7 +394,8 @@ def load_image(out_dir: Path) -> Image:
     path = out_dir / "image.json"
     if not path.is_file():
         raise SetupError(f"No image in {out_dir}.", hint="Cut one first: rapido-mpio cut.")
+    hint = "Cut the image again."
     try:
-        return Image.from_json(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError):
-        raise SetupError(f"{path} is damaged.", hint="Cut the image again.") from None
+        return Image.from_json(Record(parse_json(read_text(path, "image", hint)), "image"))
+    except ValueError:
+        raise SetupError(f"{path} is damaged.", hint=hint) from None

@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rapido_mpio import scenario
-from rapido_mpio.config import SETTINGS_BY_NAME, Config, error_line, parse_yaml
+from rapido_mpio.config import SETTINGS_BY_NAME, Config
 from rapido_mpio.errors import SetupError
+from rapido_mpio.inputs import check_printable, excerpt, load_yaml, printable, read_text
 from rapido_mpio.results import Combination
 
 AXES = ("scenario", "selector", "grouping", "fault")
 KEYS = {"kernels", "axes", "exclude", "include"}
 FAULT_ENV = "FAULT"  # the env a scenario declares when the way the path dies is a choice
+MAX_SHARDS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,25 +59,17 @@ class Plan:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    index, slash, count = text.partition("/")
-    if not slash or not index.isdigit() or not count.isdigit() or \
-            not 1 <= int(index) <= int(count):
-        raise SetupError(f"--shard {text!r} is not I/N with 1 <= I <= N.",
+    found = re.fullmatch(r"([0-9]{1,5})/([0-9]{1,5})", text)
+    if not found or not 1 <= int(found[1]) <= int(found[2]) <= MAX_SHARDS:
+        raise SetupError(f"--shard {excerpt(text)} is not I/N with 1 <= I <= N <= "
+                         f"{MAX_SHARDS}.",
                          hint="Write e.g. --shard 2/4 for the second of four slices.")
-    return int(index), int(count)
+    return int(found[1]), int(found[2])
 
 
 def load(path: Path, cfg: Config) -> Plan:
-    try:
-        data = parse_yaml(path.read_text())
-    except OSError as e:
-        raise SetupError(f"Cannot read matrix file {path}: {e.strerror}.",
-                         hint="Give an existing file, or none for cut/matrix.yaml.") from None
-    except yaml.YAMLError as e:
-        line = error_line(e)
-        where = f" (line {line})" if line else ""
-        raise SetupError(f"Matrix file {path} is not valid YAML{where}.",
-                         hint="Fix its syntax.") from None
+    text = read_text(path, "matrix file", "Give an existing file, or none for cut/matrix.yaml.")
+    data = load_yaml(text, f"Matrix file {printable(str(path))}", "Fix its syntax.")
     if not isinstance(data, dict):
         raise SetupError(f"Matrix file {path} must be a mapping (kernels, axes, exclude, "
                          "include).")
@@ -108,7 +101,7 @@ def load(path: Path, cfg: Config) -> Plan:
                 cell = {"scenario": sc_name, "selector": sel, "grouping": grp, "fault": fault,
                         "kernel": k.id}
                 if not any(all(cell.get(key) == v for key, v in ex.items()) for ex in excludes):
-                    combos.append(_combination(cell, k.id, {}))
+                    combos.append(_combination(cell, k.id, {}, path))
     for inc in includes:
         if "scenario" not in inc:
             raise SetupError(f"An include in matrix file {path} names no scenario.",
@@ -116,10 +109,10 @@ def load(path: Path, cfg: Config) -> Plan:
         named = inc.get("kernel")
         targets = [k for k in kernels if named is None or k.id == named]
         if not targets:
-            raise SetupError(f"An include in matrix file {path} names kernel {named!r}, "
+            raise SetupError(f"An include in matrix file {path} names kernel {excerpt(named)}, "
                              "which is not in its kernels.",
                              hint="Kernel names: " + ", ".join(k.id for k in kernels) + ".")
-        combos += [_combination(inc, k.id, inc.get("env") or {}) for k in targets]
+        combos += [_combination(inc, k.id, inc.get("env") or {}, path) for k in targets]
 
     unique = list(dict.fromkeys(combos))  # an include may repeat a product cell
     for c in unique:
@@ -130,14 +123,26 @@ def load(path: Path, cfg: Config) -> Plan:
     return Plan(path, kernels, tuple(unique))
 
 
-def _combination(cell: dict[str, Any], kernel: str, env: dict[str, Any]) -> Combination:
+def _combination(cell: dict[str, Any], kernel: str, env: dict[str, Any],
+                 path: Path) -> Combination:
+    def word(value: object, key: str) -> str:
+        """A value the child run gets in --scenario-env NAME=VALUE,NAME=VALUE: no comma."""
+        what = f"{key} in matrix file {printable(str(path))}"
+        text = check_printable(str(value), what) if isinstance(value, str | int | float) \
+            else ","
+        if "," in text:
+            raise SetupError(f"{what} must be a word or a number without a comma, not "
+                             f"{excerpt(value)}.", hint=f"Fix {key}.")
+        return text
+
     def opt(key: str) -> str | None:
         value = cell.get(key)
-        return None if value is None else str(value)
+        return None if value is None else word(value, key)
 
     return Combination(scenario=str(cell["scenario"]), kernel=kernel, selector=opt("selector"),
                        grouping=opt("grouping"), fault=opt("fault"),
-                       env=tuple(sorted((str(k), str(v)) for k, v in env.items())))
+                       env=tuple(sorted((str(k), word(v, f"env {excerpt(k)}"))
+                                        for k, v in env.items())))
 
 
 def _check(c: Combination, sc: scenario.Scenario, path: Path) -> None:
@@ -145,7 +150,7 @@ def _check(c: Combination, sc: scenario.Scenario, path: Path) -> None:
     for key, value in (("selector", c.selector), ("grouping", c.grouping)):
         setting = SETTINGS_BY_NAME[f"path_{key}"]
         if value is not None and value not in setting.choices:
-            raise SetupError(f"Matrix file {path}: {key} {value!r} is not one of "
+            raise SetupError(f"Matrix file {path}: {key} {excerpt(value)} is not one of "
                              f"{', '.join(setting.choices[1:])}.")
     if c.fault is not None and FAULT_ENV not in sc.env:
         raise SetupError(f"Matrix file {path}: scenario {c.scenario} has no fault to choose "
@@ -153,8 +158,9 @@ def _check(c: Combination, sc: scenario.Scenario, path: Path) -> None:
                          hint="Drop the fault from that include.")
     for name, _ in c.env:
         if name not in sc.env or name == FAULT_ENV:
-            raise SetupError(f"Matrix file {path}: scenario {c.scenario} has no env {name!r} "
-                             "to set" + (" (use fault:)" if name == FAULT_ENV else "") + ".",
+            raise SetupError(f"Matrix file {path}: scenario {c.scenario} has no env "
+                             f"{excerpt(name)} to set"
+                             + (" (use fault:)" if name == FAULT_ENV else "") + ".",
                              hint="Its env: " + (", ".join(sorted(sc.env)) or "none") + ".")
 
 
@@ -164,6 +170,7 @@ def _kernels(value: object, path: Path, cfg: Config) -> tuple[KernelSpec, ...]:
                          "or kernel trees (PATH or SRC:BUILD).")
     specs: list[KernelSpec] = []
     for item in value:
+        check_printable(item, f"kernels in matrix file {path}")
         if item == "config":
             src, build = cfg.kernel_src, cfg.kernel_build
             spec = KernelSpec("default", None) if src is None and build is None else \
@@ -187,13 +194,13 @@ def _kernels(value: object, path: Path, cfg: Config) -> tuple[KernelSpec, ...]:
 
 
 def _tree_id(path: Path | None) -> str:
-    return path.resolve().name if path is not None else "default"
+    return (path.resolve().name or "root") if path is not None else "default"
 
 
 def _known(data: dict[Any, Any], keys: set[str], where: str) -> None:
     unknown = sorted(str(k) for k in set(data) - keys)
     if unknown:
-        raise SetupError(f"Unknown key {unknown[0]!r} in {where}.",
+        raise SetupError(f"Unknown key {excerpt(unknown[0])} in {where}.",
                          hint="Known keys: " + ", ".join(sorted(keys)) + ".")
 
 

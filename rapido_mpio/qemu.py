@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from rapido_mpio.errors import SetupError
+from rapido_mpio.inputs import excerpt
 from rapido_mpio.topology import Topology
 
 QBOOT = Path("/usr/share/qemu/qboot.rom")  # much faster than SeaBIOS at reaching the kernel
@@ -87,20 +88,32 @@ def optarg(value: object) -> str:
     return str(value).replace(",", ",,")
 
 
+def one_line(value: object) -> object:
+    """Every value the template prints: the template's lines are QEMU's arguments, so a
+    value with a line break (or any control character) would become arguments of its own."""
+    text = str(value)
+    if not text.isprintable():
+        raise SetupError(f"A value for QEMU's command line holds a control character: "
+                         f"{excerpt(text)}.", hint="Remove it from the setting or path that "
+                         "gives it (kernel_cmdline, a directory, TMPDIR).")
+    return value
+
+
 def render(templates_dir: Path, machine: Machine) -> list[str]:
     import jinja2  # only boot needs it; keeps `cut` and `--help` quick
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        autoescape=False, keep_trailing_newline=False,
+        autoescape=False, keep_trailing_newline=False, finalize=one_line,
     )
     env.filters["optarg"] = optarg
     try:
         text = env.get_template("qemu.j2").render(m=machine)
     except jinja2.TemplateError as e:
         raise SetupError(f"Template {templates_dir / 'qemu.j2'} is broken: {e}.") from None
-    return [line for line in (ln.strip() for ln in text.splitlines()) if line]
+    # "\n" alone: splitlines() would also split on the separators a value may hold
+    return [line for line in (ln.strip() for ln in text.split("\n")) if line]
 
 
 SCRATCH = "@SCRATCH@"  # stands for the per-run directory in the script for humans

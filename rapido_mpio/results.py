@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rapido_mpio.errors import ExitCode, SetupError
+from rapido_mpio.inputs import MAX_JSON_BYTES, Record, parse_json, printable, read_text
 
 FORMAT = 1
 
@@ -108,20 +109,26 @@ class CombinationResult:
             as_declared=control.get("as_declared"))
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CombinationResult:
-        control = d.get("negative_control") or {}
+    def from_json(cls, d: Record) -> CombinationResult:
+        """What to_json wrote; a field of another type is a ValueError."""
+        control = d.record("negative_control")
+        expect_fail = control.strings("expect_fail")  # none: not a negative control
+        env = d.record("env")
+        exit_code = d.get("exit_code", int)
+        if not 0 <= exit_code <= 255:
+            raise ValueError(f"{d.where}.exit_code is not an exit code")
         return cls(
             combination=Combination(
-                scenario=d["scenario"], kernel=d["kernel"], selector=d.get("selector"),
-                grouping=d.get("grouping"), fault=d.get("fault"),
-                env=tuple((str(k), str(v)) for k, v in (d.get("env") or {}).items())),
-            result=d["result"], exit_code=int(d["exit_code"]), reason=d["reason"],
-            checks=tuple(CheckResult(c["name"], c["status"], c["observed"])
-                         for c in d.get("checks", [])),
-            seconds=float(d.get("seconds", 0.0)), run_dir=d.get("run_dir", ""),
-            log_tail=tuple(d.get("log_tail", [])),
-            expect_fail=tuple(control.get("expect_fail", [])),
-            as_declared=control.get("as_declared"),
+                scenario=d.get("scenario", str), kernel=d.get("kernel", str),
+                selector=d.optional("selector", str), grouping=d.optional("grouping", str),
+                fault=d.optional("fault", str),
+                env=tuple((k, env.get(k, str)) for k in env.data)),
+            result=d.get("result", str), exit_code=exit_code, reason=d.get("reason", str),
+            checks=tuple(CheckResult(c.get("name", str), c.get("status", str),
+                                     c.get("observed", str)) for c in d.records("checks")),
+            seconds=d.number("seconds", 0.0), run_dir=d.optional("run_dir", str) or "",
+            log_tail=d.strings("log_tail"), expect_fail=expect_fail,
+            as_declared=control.optional("as_declared", bool) if expect_fail else None,
         )
 
 
@@ -193,19 +200,22 @@ class MatrixResult:
 
     @classmethod
     def read(cls, path: Path) -> MatrixResult:
+        hint = "Give the matrix.json that `rapido-mpio matrix` wrote."
+        text = read_text(path, "matrix.json", hint, limit=MAX_JSON_BYTES)
         try:
-            d = json.loads(path.read_text())
-            if not isinstance(d, dict) or d.get("format") != FORMAT:
+            d = Record(parse_json(text), "the file")
+            if d.data.get("format") != FORMAT:
                 raise ValueError(f"no format {FORMAT} inside")
             return cls(
-                matrix=d["matrix"], shards=tuple(d["shards"]), seconds=float(d["seconds"]),
-                jobs=int(d["jobs"]),
-                kernels=tuple(KernelInfo(**k) for k in d["kernels"]),
-                results=tuple(CombinationResult.from_json(c) for c in d["combinations"]))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise SetupError(f"{path} is not a rapido-mpio matrix.json ({e}).",
-                             hint="Give the matrix.json that `rapido-mpio matrix` wrote.") \
-                from None
+                matrix=d.get("matrix", str), shards=d.strings("shards"),
+                seconds=d.number("seconds"), jobs=d.get("jobs", int),
+                kernels=tuple(KernelInfo(k.get("id", str), k.get("label", str),
+                                         k.get("release", str), k.get("source", str))
+                              for k in d.records("kernels")),
+                results=tuple(CombinationResult.from_json(c) for c in d.records("combinations")))
+        except ValueError as e:
+            raise SetupError(f"{printable(str(path))} is not a rapido-mpio matrix.json ({e}).",
+                             hint=hint) from None
 
 
 def merge(parts: Iterable[MatrixResult]) -> MatrixResult:

@@ -4,7 +4,7 @@ The file is the guest's steps (POSIX sh, run by /init with /usr/lib/mpio/lib.sh 
 headed by its declarations in comment lines that start with `#:` (YAML):
 
     #: description: what the scenario proves
-    #: topology: {luns: 1, paths: 2}      # LUNs x paths per LUN (1-16 x 1-8)
+    #: topology: {luns: 1, paths: 2}      # LUNs x paths per LUN (1-16 x 1-8; lun_mib: 1-1048576)
     #: multipath: |                       # becomes /etc/multipath/conf.d/scenario.conf
     #:   defaults { no_path_retry queue }
     #: steps: {fault: 35}                 # deadline of each `mpio_step NAME`, in seconds
@@ -25,11 +25,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rapido_mpio.config import error_line, parse_yaml
+from rapido_mpio.config import MAX_SECONDS
 from rapido_mpio.errors import SetupError
-from rapido_mpio.topology import Shape
+from rapido_mpio.inputs import check_printable, excerpt, load_yaml, read_text
+from rapido_mpio.topology import MAX_LUN_MIB, Shape
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -74,7 +73,7 @@ class Scenario:
         for item in filter(None, (i.strip() for i in overrides.split(","))):
             name, eq, value = item.partition("=")
             if not eq or name not in env:
-                raise SetupError(f"Scenario {self.name} has no env {name!r} to set.",
+                raise SetupError(f"Scenario {self.name} has no env {excerpt(name)} to set.",
                                  hint="Its env: " + (", ".join(sorted(env)) or "none") +
                                  "; write NAME=VALUE,NAME=VALUE.")
             env[name] = value
@@ -113,19 +112,19 @@ def load(cut_dir: Path, name: str) -> Scenario:
 def _load(cut_dir: Path, name: str, seen: tuple[str, ...]) -> Scenario:
     path = cut_dir / "scenarios" / f"{name}{SUFFIX}"
     if not _NAME.match(name) or not path.is_file():
-        raise SetupError(f"No scenario {name!r} in {cut_dir / 'scenarios'}.",
+        raise SetupError(f"No scenario {excerpt(name)} in {cut_dir / 'scenarios'}.",
                          hint="Known scenarios: " + (", ".join(names(cut_dir)) or "none") + ".")
     if name in seen:
         raise SetupError(f"Scenario {path} extends itself (through {' -> '.join(seen)}).")
-    text = path.read_text()
+    text = read_text(path, "scenario file", "Fix or remove the file.")
     header = _header(text, path)
-    unknown = set(header) - KEYS
+    unknown = sorted(str(k) for k in set(header) - KEYS)
     if unknown:
-        raise SetupError(f"Unknown key {sorted(unknown)[0]!r} in the #: header of {path}.",
+        raise SetupError(f"Unknown key {excerpt(unknown[0])} in the #: header of {path}.",
                          hint="Known keys: " + ", ".join(sorted(KEYS)) + ".")
     base = None
     if "extends" in header:
-        base = _load(cut_dir, str(header["extends"]), (*seen, name))
+        base = _load(cut_dir, _name(header["extends"], "extends", path), (*seen, name))
     own_steps = _has_steps(text)
     if base is None and not own_steps:
         raise SetupError(f"Scenario {path} has no steps.",
@@ -146,8 +145,8 @@ def _load(cut_dir: Path, name: str, seen: tuple[str, ...]) -> Scenario:
         env=_env(merged.get("env"), path),
         expect_fail=_strings(merged.get("expect_fail"), "expect_fail", path),
         kernel_log_allow=_patterns(merged.get("kernel_log_allow"), path),
-        image=_text(merged.get("image", "mpio"), "image", path),
-        min_disk_mib=_positive(merged.get("min_disk_mib", XFS_MIN_MIB), "min_disk_mib", path),
+        image=_name(merged.get("image", "mpio"), "image", path),
+        min_disk_mib=_mib(merged.get("min_disk_mib", XFS_MIN_MIB), "min_disk_mib", path),
     )
     if not sc.description:
         raise SetupError(f"Scenario {path} has no description.",
@@ -167,13 +166,8 @@ def _header(text: str, path: Path) -> dict[str, Any]:
             break
         if line.startswith("#:"):
             lines.append(line[3:] if line.startswith("#: ") else line[2:])
-    try:
-        data = parse_yaml("\n".join(lines)) if lines else {}
-    except yaml.YAMLError as e:
-        bad = error_line(e)
-        line_no = f" (header line {bad})" if bad else ""
-        raise SetupError(f"The #: header of {path} is not valid YAML{line_no}.",
-                         hint="Fix its syntax.") from None
+    data = load_yaml("\n".join(lines), f"The #: header of {path}", "Fix its syntax.") \
+        if lines else {}
     if not isinstance(data, dict):
         raise SetupError(f"The #: header of {path} must be a YAML mapping (key: value).")
     return data
@@ -211,6 +205,14 @@ def _text(value: object, key: str, path: Path) -> str:
     return value.strip() + ("\n" if key == "multipath" and value.strip() else "")
 
 
+def _name(value: object, key: str, path: Path) -> str:
+    """A scenario's or an image's name: it becomes a file name."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise SetupError(f"{key} in scenario {path} must be a name (letters, digits, _.-), "
+                         f"not {excerpt(value)}.")
+    return value
+
+
 def _shape(value: object, path: Path) -> Shape:
     value = value or {}
     if not isinstance(value, dict) or not set(value) <= {"luns", "paths", "lun_mib"} or not \
@@ -229,9 +231,9 @@ def _deadlines(value: object, path: Path) -> dict[str, float]:
     value = value or {}
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and _IDENT.match(k) and isinstance(v, (int, float))
-            and not isinstance(v, bool) and v > 0 for k, v in value.items()):
+            and not isinstance(v, bool) and 0 < v <= MAX_SECONDS for k, v in value.items()):
         raise SetupError(f"steps in scenario {path} must map step names to seconds "
-                         "(positive numbers).")
+                         f"(more than 0, at most {MAX_SECONDS}).")
     return {k: float(v) for k, v in value.items()}
 
 
@@ -243,6 +245,11 @@ def _env(value: object, path: Path) -> dict[str, str]:
     if any(k.startswith("MPIO_") for k in value):
         raise SetupError(f"env in scenario {path} sets an MPIO_ name, which rapido-mpio sets.",
                          hint="Declare the topology and the steps under their own keys.")
+    for k, v in value.items():
+        if not isinstance(v, str | int | float):
+            raise SetupError(f"env {k} in scenario {path} must be text or a number, not "
+                             f"{excerpt(v)}.")
+        check_printable(str(v), f"env {k} in scenario {path}")
     return {k: str(v) for k, v in value.items()}
 
 
@@ -259,12 +266,13 @@ def _patterns(value: object, path: Path) -> tuple[str, ...]:
         try:
             re.compile(pattern)
         except re.error as e:
-            raise SetupError(f"kernel_log_allow in scenario {path}: {pattern!r} is not a "
+            raise SetupError(f"kernel_log_allow in scenario {path}: {excerpt(pattern)} is not a "
                              f"regular expression ({e}).") from None
     return allow
 
 
-def _positive(value: object, key: str, path: Path) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise SetupError(f"{key} in scenario {path} must be a positive whole number.")
+def _mib(value: object, key: str, path: Path) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LUN_MIB:
+        raise SetupError(f"{key} in scenario {path} must be a whole number of MiB from 1 to "
+                         f"{MAX_LUN_MIB}.")
     return value

@@ -18,6 +18,7 @@ import dataclasses
 
 MAX_LUNS = 16
 MAX_PATHS = 8
+MAX_LUN_MIB = 1 << 20  # 1 TiB, sparse: ext4 takes 16 TiB files, and a test writes little
 
 
 def serial(lun: int) -> str:
@@ -43,8 +44,8 @@ class Shape:
             out.append(f"luns must be 1 to {MAX_LUNS}, not {self.luns}")
         if not 1 <= self.paths <= MAX_PATHS:
             out.append(f"paths must be 1 to {MAX_PATHS}, not {self.paths}")
-        if self.lun_mib is not None and self.lun_mib <= 0:
-            out.append(f"lun_mib must be positive, not {self.lun_mib}")
+        if self.lun_mib is not None and not 1 <= self.lun_mib <= MAX_LUN_MIB:
+            out.append(f"lun_mib must be 1 to {MAX_LUN_MIB}, not {self.lun_mib}")
         return out
 
     @property

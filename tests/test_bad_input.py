@@ -252,3 +252,146 @@ def test_merge_of_something_else(tmp_path: Path) -> None:
     p = run_cli("merge", str(tmp_path / "x.json"), "--output-dir", str(tmp_path / "out"),
                 cwd=tmp_path)
     assert_one_sentence(p, 255, "x.json", "not a rapido-mpio matrix.json")
+
+
+# issue 15, case 10: every bad file or value is one sentence and 255 before anything boots
+
+def alias_bomb(levels: int = 9) -> str:
+    """A "billion laughs" as one flow mapping: nine lists of nine aliases of the last."""
+    lists = ["&a0 [" + ", ".join(["lol"] * 9) + "]"]
+    lists += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "{" + ", ".join(f"K{i}: {v}" for i, v in enumerate(lists)) + "}"
+
+
+def _reader_run(tmp_path: Path, reader: str, content: bytes) -> subprocess.CompletedProcess[str]:
+    """Put `content` where `reader` reads it, and run the command that reads it first."""
+    if reader == "config":
+        (tmp_path / "rapido-mpio.yaml").write_bytes(content)
+        return run_cli("cut", "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    if reader == "scenario":
+        (tmp_path / "cut/scenarios").mkdir(parents=True)
+        (tmp_path / "cut/scenarios/x.sh").write_bytes(content)
+        return run_cli("cut", "--cut-dir", str(tmp_path / "cut"), "--scenario", "x",
+                       "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    (tmp_path / "m.yaml").write_bytes(content)
+    return run_cli("matrix", str(tmp_path / "m.yaml"), "--list", cwd=tmp_path)
+
+
+BOMB = alias_bomb()
+
+
+@pytest.mark.parametrize(("reader", "content", "words"), [
+    ("config", b"memory: 1024\nqemu: \xff\xfe\n", ["config file", "not UTF-8"]),
+    ("scenario", b"#: description: \xc3\x28\ntrue\n", ["scenario file", "not UTF-8"]),
+    ("matrix", b"axes: {scenario: [\x80]}\n", ["matrix file", "not UTF-8"]),
+    ("config", f"kernel_src: {BOMB}\n".encode(), ["rapido-mpio.yaml", "YAML aliases"]),
+    ("scenario", f"#: description: x\n#: env: {BOMB}\ntrue\n".encode(),
+     ["x.sh", "YAML aliases"]),
+    ("matrix", f"include: [{{scenario: failover, env: {BOMB}}}]\n".encode(),
+     ["m.yaml", "YAML aliases"]),
+    ("config", b"qemu: x\n" + b"#" * (1 << 20), ["larger than 1024 KiB"]),
+])
+def test_binary_huge_and_alias_bomb_files(tmp_path: Path, reader: str, content: bytes,
+                                          words: list[str]) -> None:
+    """Were a UnicodeDecodeError traceback, and a 351 MB "sentence" or a MemoryError."""
+    p = _reader_run(tmp_path, reader, content)
+    assert_one_sentence(p, 255, *words)
+    assert len(p.stderr) < 400
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('output_dir: "/tmp/a\\0b"\n', ["output_dir", "control characters", "'\\x00'"]),
+    ('kernel_src: "/src/linux\\n"\n', ["kernel_src", "control characters", "'\\n'"]),
+    ('scenario_env: "SEED=1\\u2028x"\n', ["scenario_env", "control characters"]),
+])
+def test_control_characters_in_settings(tmp_path: Path, text: str, words: list[str]) -> None:
+    """A NUL in a path was a ValueError traceback."""
+    (tmp_path / "rapido-mpio.yaml").write_text(text)
+    p = run_cli("cut", "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_sentence(p, 255, *words)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--boot-timeout", "nan"], ["boot_timeout", "from 1 to 86400", "'nan'"]),
+    (["--boot-timeout", "inf"], ["boot_timeout", "from 1 to 86400"]),
+    (["--scenario-timeout", "nan"], ["scenario_timeout", "from 1 to 86400"]),
+    (["--scenario-timeout=-inf"], ["scenario_timeout", "from 1 to 86400"]),
+    (["--disk-size", "100000000000000000000"], ["disk_size", "from 1 to 1048576"]),
+    (["--disk-size", "400000000"], ["disk_size", "from 1 to 1048576"]),
+    (["--memory", "100000000000000000000000000"], ["memory", "from 256 to 1048576"]),
+    (["--cpus", "1000"], ["cpus", "from 1 to 255"]),
+])
+def test_numbers_out_of_bounds_are_refused_before_boot(tmp_path: Path, args: list[str],
+                                                       words: list[str]) -> None:
+    """nan timeouts exited 125 (a bisect skip) or 1 (a FAIL); a huge disk_size was an
+    OverflowError or EFBIG from the LUN file, a huge memory went to QEMU."""
+    out = tmp_path / "out"
+    _fake_image(out)
+    p = run_cli("boot", "--output-dir", str(out), "--accel", "tcg", *args, cwd=tmp_path)
+    assert_one_sentence(p, 255, *words)
+    assert not (out / "runs").exists()
+
+
+@pytest.mark.parametrize(("topology", "words"), [
+    ("{luns: 1, paths: 2, lun_mib: 100000000000000000000000}", ["lun_mib must be 1 to 1048576"]),
+    ("{luns: 1, paths: 2, lun_mib: 400000000}", ["lun_mib must be 1 to 1048576"]),
+    ("{luns: 1, paths: 2, lun_mib: 1e23}", ["whole numbers"]),
+])
+def test_huge_lun_in_a_scenario_is_refused_before_boot(tmp_path: Path, topology: str,
+                                                       words: list[str]) -> None:
+    """Were an OverflowError or EFBIG traceback while making the LUN files."""
+    out = tmp_path / "out"
+    _fake_image(out)
+    cut = tmp_path / "cut"
+    (cut / "scenarios").mkdir(parents=True)
+    (cut / "scenarios" / "x.sh").write_text(f"#: description: x\n#: topology: {topology}\n"
+                                           "mpio_check x PASS ok\n")
+    p = run_cli("boot", "--output-dir", str(out), "--cut-dir", str(cut), "--scenario", "x",
+                "--accel", "tcg", cwd=tmp_path)
+    assert_one_sentence(p, 255, *words)
+    assert not (out / "runs").exists()
+
+
+def test_deep_matrix_json_given_to_merge(tmp_path: Path) -> None:
+    """Was a RecursionError traceback."""
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    p = run_cli("merge", str(tmp_path / "deep.json"), "--output-dir", str(tmp_path / "out"),
+                cwd=tmp_path)
+    assert_one_sentence(p, 255, "deep.json", "not a rapido-mpio matrix.json", "too deeply")
+
+
+@pytest.mark.parametrize("entry", [
+    "{scenario: offline-one-by-one, env: {KEEP: '1,2'}}",
+    "{scenario: failover, fault: 'fail_path,offline'}",
+])
+def test_matrix_value_with_a_comma_is_refused_by_list(tmp_path: Path, entry: str) -> None:
+    """Passed --list, then broke every run: the value goes to the child in
+    --scenario-env NAME=VALUE,NAME=VALUE."""
+    (tmp_path / "m.yaml").write_text(f"include: [{entry}]\n")
+    p = run_cli("matrix", str(tmp_path / "m.yaml"), "--list", cwd=tmp_path)
+    assert_one_sentence(p, 255, "m.yaml", "without a comma")
+
+
+def test_kernel_at_the_root_has_a_name(tmp_path: Path) -> None:
+    """kernels: ["/"] gave an empty kernel id (ids ending in "/")."""
+    (tmp_path / "m.yaml").write_text('kernels: ["/"]\naxes: {scenario: [failover]}\n')
+    p = run_cli("matrix", str(tmp_path / "m.yaml"), "--list", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["failover/-/-/-/root"]
+
+
+# issue 15, case 11: a newline in a value became QEMU arguments
+
+def test_newline_in_kernel_cmdline_never_reaches_qemu(tmp_path: Path) -> None:
+    """--kernel-cmdline $'quiet\\n-device\\n...' added a -device to QEMU's argv."""
+    out = tmp_path / "out"
+    _fake_image(out)
+    called = tmp_path / "qemu-argv"
+    stand_in = tmp_path / "qemu"
+    stand_in.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {called}\nexit 1\n')
+    stand_in.chmod(0o755)
+    p = run_cli("boot", "--output-dir", str(out), "--accel", "tcg", "--qemu", str(stand_in),
+                "--kernel-cmdline", "quiet\n-device\nvirtio-net-pci", cwd=tmp_path)
+    assert_one_sentence(p, 255, "kernel_cmdline", "control characters", "'\\n'")
+    assert not called.exists() and not (out / "runs").exists()

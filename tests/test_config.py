@@ -49,7 +49,7 @@ def test_a_directory_with_just_a_makefile_is_no_kernel_tree(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("text, words", [
     ("memroy: 1\n", ["Unknown key 'memroy'", "rapido-mpio.yaml"]),
-    ("memory: lots\n", ["memory", "rapido-mpio.yaml", "positive whole number"]),
+    ("memory: lots\n", ["memory", "rapido-mpio.yaml", "whole number from 256 to 1048576"]),
     ("accel: hvf\n", ["accel", "one of auto, kvm, tcg"]),
     ("memory: [1\n", ["not valid YAML", "line"]),
     ("- a\n- b\n", ["must be a mapping"]),
@@ -88,3 +88,50 @@ def test_switches(tmp_path: Path) -> None:
     (tmp_path / "rapido-mpio.yaml").write_text("console: maybe\n")
     with pytest.raises(SetupError, match="true or false"):
         config.load({}, environ={}, cwd=tmp_path)
+
+
+NUMBERS = [s for s in config.SETTINGS if s.kind in (int, float)]
+
+
+@pytest.mark.parametrize("s", NUMBERS, ids=[s.name for s in NUMBERS])
+def test_every_number_has_finite_bounds_in_file_env_and_help(tmp_path: Path,
+                                                            s: config.Setting) -> None:
+    low, high = s.bounds
+    assert 0 < low < high < 10**7
+    env = s.env_names[0]
+    for ok in (low, high):
+        assert getattr(config.load({}, environ={env: str(ok)}, cwd=tmp_path), s.name) == ok
+    (tmp_path / "rapido-mpio.yaml").write_text(f"{s.name}: {high}\n")
+    assert getattr(config.load({}, environ={}, cwd=tmp_path), s.name) == high
+    bad = [low - 1, high + 1, 10**30] + (["nan", "inf", "-inf", "1e300"] if s.kind is float
+                                         else ["1e3", "1.5"])
+    for value in bad:
+        with pytest.raises(SetupError, match=f"from {low} to {high}"):
+            config.load({s.name: str(value)}, environ={}, cwd=tmp_path)
+    (tmp_path / "rapido-mpio.yaml").write_text(f"{s.name}: {10**30}\n")
+    with pytest.raises(SetupError, match=f"{s.name} in config file .* from {low} to {high}"):
+        config.load({}, environ={}, cwd=tmp_path)
+    assert f"From {low} to {high}." in s.full_help and s.full_help in config.render_defaults()
+
+
+def test_string_settings_refuse_control_characters(tmp_path: Path) -> None:
+    for name in ("kernel_cmdline", "qemu", "scenario_env", "output_dir", "kernel_src"):
+        with pytest.raises(SetupError, match="control characters"):
+            config.load({name: "a\nb"}, environ={}, cwd=tmp_path)
+    assert config.load({"kernel_cmdline": "quiet loglevel=3"}, environ={},
+                       cwd=tmp_path).kernel_cmdline == "quiet loglevel=3"
+
+
+def test_a_key_without_a_value_leaves_the_setting_unset(tmp_path: Path) -> None:
+    """`memory:` alone (null) gave memory None, which no later step expects."""
+    (tmp_path / "rapido-mpio.yaml").write_text("memory:\nqemu: null\nvms:\n")
+    cfg = config.load({}, environ={"RAPIDO_MPIO_CPUS": "3"}, cwd=tmp_path)
+    assert (cfg.memory, cfg.qemu, cfg.vms, cfg.cpus) == (1024, "qemu-system-x86_64", None, 3)
+
+
+def test_help_states_the_bounds() -> None:
+    from .conftest import run_cli
+
+    shown = " ".join(run_cli("boot", "--help").stdout.split())
+    for s in NUMBERS:
+        assert " ".join(s.full_help.split()) in shown, s.name

@@ -69,6 +69,19 @@ def test_sockets_are_inherited_fds_in_a_run_and_paths_by_hand() -> None:
     assert "socket,id=qmp,path=/t/qmp.sock,server=on,wait=off" in by_hand
 
 
+@pytest.mark.parametrize("field, value", [
+    ("cmdline", "quiet\n-device\nvirtio-net-pci"),  # issue 15: became a -device of its own
+    ("cmdline", "quiet\u2028-device"),  # str.splitlines() splits on this too
+    ("cmdline", "quiet\r-s"),
+    ("console_log", "/runs/a\n-S/console.log"),  # a directory's name, e.g. from TMPDIR
+    ("kernel", "/k/bz\x00Image"),
+])
+def test_a_value_never_becomes_arguments_of_its_own(field: str, value: str) -> None:
+    with pytest.raises(SetupError, match="control character") as e:
+        qemu.render(REPO_ROOT / "templates", _machine(**{field: value}))
+    assert "\n" not in str(e.value) and len(str(e.value)) < 300
+
+
 def test_script_for_rerun_by_hand_runs(tmp_path: Path) -> None:
     """The saved script makes its own scratch dir, LUN and initrd, and quotes every
     argument."""
