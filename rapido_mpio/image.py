@@ -22,11 +22,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rapido_mpio import cache, command, cpio, elfdeps, files
 from rapido_mpio.errors import SetupError, UntestableKernel
-from rapido_mpio.inputs import Record, parse_json, parse_yaml, read_text
+from rapido_mpio.inputs import Record, load_yaml, parse_json, read_text
 from rapido_mpio.kernel import Kernel
 from rapido_mpio.modules import ModuleIndex
 from rapido_mpio.scenario import Scenario
@@ -107,12 +105,10 @@ def load_manifest(cut_dir: Path, name: str, seen: tuple[str, ...] = ()) -> Manif
     if name in seen:
         raise SetupError(f"Image manifest {path} extends itself (through "
                          f"{' -> '.join(seen)}).")
-    try:
-        data = parse_yaml(path.read_text())
-    except FileNotFoundError:
-        raise SetupError(f"No image manifest {path}.") from None
-    except yaml.YAMLError:
-        raise SetupError(f"Image manifest {path} is not valid YAML.") from None
+    if not path.is_file():
+        raise SetupError(f"No image manifest {path}.")
+    data = load_yaml(read_text(path, "image manifest", "Fix the manifest."),
+                     f"Image manifest {path}", "Fix the manifest.")
     keys = {"extends", "busybox", "binaries", "dlopen", "files", "links", "rootfs", "modules"}
     if not isinstance(data, dict) or not set(data) <= keys:
         raise SetupError(f"Image manifest {path} must be a mapping with keys "

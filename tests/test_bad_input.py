@@ -273,6 +273,12 @@ def _reader_run(tmp_path: Path, reader: str, content: bytes) -> subprocess.Compl
         (tmp_path / "cut/scenarios/x.sh").write_bytes(content)
         return run_cli("cut", "--cut-dir", str(tmp_path / "cut"), "--scenario", "x",
                        "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    if reader == "manifest":
+        (tmp_path / "cut/scenarios").mkdir(parents=True)
+        (tmp_path / "cut/scenarios/x.sh").write_text("#: description: x\n#: image: m\ntrue\n")
+        (tmp_path / "cut/m.yaml").write_bytes(content)
+        return run_cli("cut", "--cut-dir", str(tmp_path / "cut"), "--scenario", "x",
+                       "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
     (tmp_path / "m.yaml").write_bytes(content)
     return run_cli("matrix", str(tmp_path / "m.yaml"), "--list", cwd=tmp_path)
 
@@ -290,6 +296,8 @@ BOMB = alias_bomb()
     ("matrix", f"include: [{{scenario: failover, env: {BOMB}}}]\n".encode(),
      ["m.yaml", "YAML aliases"]),
     ("config", b"qemu: x\n" + b"#" * (1 << 20), ["larger than 1024 KiB"]),
+    ("manifest", b"busybox: \xff\n", ["image manifest", "not UTF-8"]),
+    ("manifest", f"binaries: {BOMB}\n".encode(), ["m.yaml", "YAML aliases"]),
 ])
 def test_binary_huge_and_alias_bomb_files(tmp_path: Path, reader: str, content: bytes,
                                           words: list[str]) -> None:
