@@ -165,6 +165,10 @@ def _decide(record: RunRecord, scenario: str, allow: Iterable[str]) -> Verdict:
 
     if record.host_error:
         return verdict("ERROR", ExitCode.SETUP, f"The host side broke: {record.host_error}.")
+    if record.protocol_error:
+        return verdict("ERROR", ExitCode.SETUP,
+                       f"A protocol error: the guest sent {record.protocol_error}; a bug in "
+                       f"the guest side of rapido-mpio, or a hostile guest.")
     started = record.first("SCENARIO") is not None
     if not started:
         if record.first("START") is None and record.qemu_status not in (None, 0) \
