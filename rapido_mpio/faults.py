@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable
 
 from rapido_mpio.monitor import Monitor, MonitorError
+from rapido_mpio.protocol import Fault
 from rapido_mpio.topology import PathSlot, Topology
 
 REMOVE_TIMEOUT = 10.0  # for DEVICE_DELETED after device_del
 
 
 class FaultError(Exception):
-    """The guest asked for something the topology or the fault list does not have."""
+    """The guest asked for a path the topology does not have, or one in the wrong state."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,49 +45,46 @@ class _Path:
 class Faults:
     """The host's side of the paths: what is plugged in, and the actions on it."""
 
-    KINDS = {"fail_path": 2, "remove_path": 2, "restore_path": 2, "flap_path": 4}  # -> arity
-
     def __init__(self, monitor: Monitor, topology: Topology, started: float) -> None:
         self.monitor = monitor
         self.topology = topology
         self.started = started
         self.actions: list[Action] = []
         self.paths = {(s.lun, s.path): _Path(s) for s in topology.slots}
-        self.schedule: list[tuple[float, str, tuple[str, ...]]] = []  # (when, name, args)
+        self.schedule: list[tuple[float, Fault]] = []  # (when, what)
 
-    def perform(self, name: str, args: tuple[str, ...]) -> None:
-        """Run one fault to its end and record it; FaultError for a bad request, MonitorError
-        when QEMU refuses."""
-        if name not in self.KINDS:
-            raise FaultError(f"unknown fault {name!r} (known: {', '.join(sorted(self.KINDS))})")
-        arity = self.KINDS[name]
-        method: Callable[..., str] = getattr(self, name)
-        if len(args) != arity or not all(a.replace(".", "", 1).isdigit() for a in args):
-            raise FaultError(f"{name} takes {arity} numbers, got {' '.join(args) or 'none'}")
+    def perform(self, fault: Fault) -> None:
+        """Run one fault (decoded, its arguments in range: protocol.py) to its end and record
+        it; FaultError for a path the topology lacks or cannot do it, MonitorError when QEMU
+        refuses."""
         began = time.monotonic()
-        detail = method(*args)
-        self.actions.append(Action(began - self.started, name, args,
+        if fault.name == "flap_path":
+            detail = self.flap_path(fault.lun, fault.path, fault.period, fault.count)
+        else:
+            method: Callable[[int, int], str] = getattr(self, fault.name)
+            detail = method(fault.lun, fault.path)
+        self.actions.append(Action(began - self.started, fault.name, fault.args,
                                    time.monotonic() - began, detail))
 
     def due(self) -> float | None:
         """When the next scheduled action is due (monotonic), if any."""
-        return min((when for when, _, _ in self.schedule), default=None)
+        return min((when for when, _ in self.schedule), default=None)
 
     def run_due(self) -> None:
         now = time.monotonic()
-        for item in sorted(self.schedule):
+        for item in sorted(self.schedule, key=lambda item: item[0]):
             if item[0] <= now:
                 self.schedule.remove(item)
-                self.perform(item[1], item[2])
+                self.perform(item[1])
 
-    def _path(self, lun: str, path: str) -> _Path:
-        key = (int(lun), int(path))
+    def _path(self, lun: int, path: int) -> _Path:
+        key = (lun, path)
         if key not in self.paths:
             raise FaultError(f"no path {path} of LUN {lun} in a topology of "
                              f"{self.topology.shape.luns} LUNs x {self.topology.shape.paths}")
         return self.paths[key]
 
-    def fail_path(self, lun: str, path: str) -> str:
+    def fail_path(self, lun: int, path: int) -> str:
         """The cable pull: the drive goes, the disk stays, every command to it fails."""
         p = self._path(lun, path)
         if p.state != "ok":
@@ -95,7 +93,7 @@ class Faults:
         p.state = "failed"
         return f"drive_del {p.slot.drive}"
 
-    def remove_path(self, lun: str, path: str) -> str:
+    def remove_path(self, lun: int, path: int) -> str:
         """device_del: the SCSI device leaves the guest; done when QEMU says DEVICE_DELETED."""
         p = self._path(lun, path)
         if p.state == "removed":
@@ -106,7 +104,7 @@ class Faults:
         p.state = "removed"
         return f"device_del {p.slot.device}, DEVICE_DELETED after {waited:.2f}s"
 
-    def restore_path(self, lun: str, path: str) -> str:
+    def restore_path(self, lun: int, path: int) -> str:
         """The path comes back as a new scsi-hd at the same address on the same LUN file; a
         failed one is removed first (its drive is gone for good)."""
         p = self._path(lun, path)
@@ -122,16 +120,16 @@ class Faults:
         done.append(f"drive_add {slot.drive}, device_add {slot.device}")
         return "; ".join(done)
 
-    def flap_path(self, lun: str, path: str, period: str, count: str) -> str:
+    def flap_path(self, lun: int, path: int, period: float, count: int) -> str:
         """COUNT times: fail the path, restore it PERIOD/2 seconds later, PERIOD apart; runs
         while the guest goes on."""
         self._path(lun, path)
-        half = float(period) / 2
+        half = period / 2
         now = time.monotonic()
-        for i in range(int(count)):
-            self.schedule.append((now + 2 * i * half, "fail_path", (lun, path)))
-            self.schedule.append((now + (2 * i + 1) * half, "restore_path", (lun, path)))
-        return f"{count} x (fail_path, restore_path {half:g}s later), every {period}s"
+        for i in range(count):
+            self.schedule.append((now + 2 * i * half, Fault("fail_path", lun, path)))
+            self.schedule.append((now + (2 * i + 1) * half, Fault("restore_path", lun, path)))
+        return f"{count} x (fail_path, restore_path {half:g}s later), every {period:g}s"
 
 
 __all__ = ["Action", "FaultError", "Faults", "MonitorError"]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
 
-from rapido_mpio import lifetime
+from rapido_mpio import lifetime, protocol
 from rapido_mpio.config import SETTINGS, Config
 from rapido_mpio.errors import ExitCode
 from rapido_mpio.results import Combination, CombinationResult
@@ -51,14 +51,9 @@ class Running:
         logs = sorted(self.job.work_dir.glob("runs/*/protocol.log"))
         if not logs:
             return "starting"
-        step = "boot"
         with contextlib.suppress(OSError):
-            for line in logs[-1].read_text(errors="replace").splitlines():
-                if line.startswith("@@MPIO:STEP "):
-                    step = line.split()[1]
-                elif line.startswith("@@MPIO:VERDICT"):
-                    step = "verdict"
-        return step
+            return protocol.step_of(logs[-1].read_text(errors="replace").splitlines()) or "boot"
+        return "boot"
 
 
 def default_vms(cfg: Config) -> int:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
+from rapido_mpio import protocol
 from rapido_mpio.image import Image
 from rapido_mpio.verdict import Verdict
 from rapido_mpio.vm import RunRecord
@@ -18,9 +19,8 @@ def timings(record: RunRecord) -> dict[str, float | None]:
     """Seconds since QEMU started. kernel_start is derived from the guest's uptime at init."""
     start = record.first("START")
     kernel_start = None
-    if start is not None:
-        with contextlib.suppress(IndexError, ValueError):
-            kernel_start = round(start.at - float(start.text.split()[1]), 3)
+    if start is not None and start.seconds is not None:
+        kernel_start = round(start.at - start.seconds, 3)
 
     def at(kind: str) -> float | None:
         m = record.first(kind)
@@ -43,10 +43,10 @@ def path_io(record: RunRecord) -> dict[str, dict[str, dict[str, int]]]:
         if not name.startswith("io-"):
             continue
         paths = snapshots.setdefault(name.removeprefix("io-"), {})
-        for line in lines:
-            dev, *fields = line.split()
-            paths[dev] = {k: int(v) for k, _, v in (f.partition("=") for f in fields)
-                          if v.isdigit()}
+        for line in lines:  # each one decoded as it came (protocol.py)
+            with contextlib.suppress(ValueError):
+                dev, counts = protocol.io_line(line)
+                paths[dev] = counts
     return snapshots
 
 

@@ -8,11 +8,14 @@ gives what there is: reading never raises.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any
+
+from rapido_mpio import protocol
 
 # "<4>[    6.492887] device-mapper: multipath: 254:0: Failing path 8:16."
 DM_PATH_EVENT = re.compile(
@@ -254,11 +257,10 @@ def _io(run_dir: Path, blocks_at: dict[str, float],
     found = []
     for f in run_dir.glob("io-*.txt"):
         paths = []
-        for line in _lines(f):
-            dev, *fields = line.split()
-            counters = tuple((k, int(v)) for k, _, v in (x.partition("=") for x in fields)
-                             if v.isdigit())
-            paths.append((dev, counters))
+        for line in _lines(f):  # as protocol.py decoded them (an older run's may not be)
+            with contextlib.suppress(ValueError):
+                dev, counts = protocol.io_line(line)
+                paths.append((dev, tuple(counts.items())))
         found.append(IoSnapshot(f.stem.removeprefix("io-"), blocks_at.get(f.stem), estimated,
                                 tuple(paths)))
     return tuple(sorted(found, key=lambda s: (s.at if s.at is not None else float("inf"),

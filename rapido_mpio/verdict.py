@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rapido_mpio import protocol
 from rapido_mpio.errors import ExitCode
 from rapido_mpio.vm import RunRecord
 
@@ -30,7 +31,6 @@ KMSG = re.compile(r"^<(\d+)>\[\s*[\d.]+\] ?(.*)$")
 # a console line in the kernel's own format (the fallback when the guest sent no log)
 CONSOLE_KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] (.*)$")
 TAIL_LINES = 25
-STATUSES = ("PASS", "FAIL", "SKIP")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,18 +80,22 @@ class Verdict:
 
 def parse_check(text: str) -> Check:
     """'name STATUS observed' (a CHECK message) -> Check."""
-    words = text.split(" ", 2)
-    if len(words) < 3 or words[1] not in STATUSES:
-        raise ValueError(f"malformed check {text!r}")
-    return Check(words[0], words[1], words[2])
+    m = _decoded("CHECK", text, "check")
+    return Check(m.name, m.args[0], m.args[1])
 
 
 def parse_verdict_line(text: str) -> tuple[str, str, int]:
     """'failover PASS 11' (the guest's end marker) -> (scenario, its result, its check count)."""
-    words = text.split()
-    if len(words) != 3 or words[1] not in ("PASS", "FAIL") or not words[2].isdigit():
-        raise ValueError(f"malformed verdict line {text!r}")
-    return words[0], words[1], int(words[2])
+    m = _decoded("VERDICT", text, "verdict line")
+    return m.name, m.args[0], m.count or 0
+
+
+def _decoded(kind: str, text: str, what: str) -> protocol.Message:
+    """The grammar is protocol.py's, the one decoder of the guest's lines."""
+    try:
+        return protocol.decode(f"{protocol.MARKER}{kind} {text}", 0.0)
+    except protocol.ProtocolError:
+        raise ValueError(f"malformed {what} {text!r}") from None
 
 
 def kernel_messages(kmsg: Iterable[str]) -> list[str]:
@@ -167,6 +171,10 @@ def _decide(record: RunRecord, scenario: str, allow: Iterable[str]) -> Verdict:
         return verdict("ERROR", ExitCode.SETUP, record.host_fs)
     if record.host_error:
         return verdict("ERROR", ExitCode.SETUP, f"The host side broke: {record.host_error}.")
+    if record.protocol_error:
+        return verdict("ERROR", ExitCode.SETUP,
+                       f"A protocol error: the guest sent {record.protocol_error}; a bug in "
+                       f"the guest side of rapido-mpio, or a hostile guest.")
     started = record.first("SCENARIO") is not None
     if not started:
         if record.first("START") is None and record.qemu_status not in (None, 0) \

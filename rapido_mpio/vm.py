@@ -24,11 +24,12 @@ from typing import TextIO
 
 from rapido_mpio import hostfs, lifetime, qemu
 from rapido_mpio.config import Config
-from rapido_mpio.console import Channel, ChannelClosed, ChannelTimeout, Message
+from rapido_mpio.console import Channel, ChannelClosed, ChannelTimeout
 from rapido_mpio.errors import Interrupted
 from rapido_mpio.faults import Action, FaultError, Faults
 from rapido_mpio.image import Image, assemble
 from rapido_mpio.monitor import BlockIOError, Monitor, MonitorError
+from rapido_mpio.protocol import Message, ProtocolError
 from rapido_mpio.scenario import Scenario
 from rapido_mpio.topology import Topology
 
@@ -61,6 +62,7 @@ class RunRecord:
     actions: list[Action] = dataclasses.field(default_factory=list)  # faults, host and guest
     host_error: str | None = None
     host_fs: str | None = None  # the host's storage failed the run: no verdict, one sentence
+    protocol_error: str | None = None  # the guest sent a line outside the protocol
     timed_out: str | None = None  # what ran out of time: boot, step, scenario, shutdown
     hang: Hang | None = None
     qemu_status: int | None = None  # None: killed by us
@@ -225,6 +227,9 @@ def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
                                       time.monotonic() + HOST_POLL))
         except ChannelClosed:
             return
+        except ProtocolError as e:  # nothing past it can be trusted: the run ends here
+            record.protocol_error = str(e)
+            return
         except ChannelTimeout:
             if due is not None and time.monotonic() >= due:
                 continue
@@ -244,16 +249,13 @@ def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
         if msg.kind == "SCENARIO":  # init's steps are over
             stage, deadline = "scenario", time.monotonic() + cfg.scenario_timeout
             step = None
-        elif msg.kind == "STEP":
-            name, _, seconds = msg.text.partition(" ")
-            with contextlib.suppress(ValueError):
-                step = (name, float(seconds), time.monotonic())
-        elif msg.kind == "EVENT" and msg.text == "END":
+        elif msg.kind == "STEP" and msg.seconds is not None:
+            step = (msg.name, msg.seconds, time.monotonic())
+        elif msg.kind == "EVENT" and msg.fault is None:  # END
             channel.acknowledge("END")  # everything before it has arrived: it may reboot
-        elif msg.kind == "EVENT":
-            name, *args = msg.text.split()
+        elif msg.kind == "EVENT" and msg.fault is not None:
             try:
-                faults.perform(name, tuple(args))
+                faults.perform(msg.fault)
             except FaultError as e:  # the scenario asked for something impossible
                 record.host_error = f"the scenario asked for {msg.text!r}: {e}"
                 return
@@ -262,13 +264,11 @@ def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
                 return
             channel.acknowledge(msg.text)
         elif msg.kind == "ACTION":  # a fault the guest made itself (offline_path, ...)
-            name, *args = msg.text.split()
-            faults.actions.append(Action(msg.at, name, tuple(args), 0.0, "in the guest"))
+            faults.actions.append(Action(msg.at, msg.name, msg.args, 0.0, "in the guest"))
         elif msg.kind == "BEGIN":
-            record.blocks[msg.text] = []
+            record.blocks[msg.name] = []
         elif msg.kind == "LINE":
-            name, _, line = msg.text.partition(" ")
-            record.blocks.setdefault(name, []).append(line)
+            record.blocks.setdefault(msg.name, []).extend(msg.args)
         elif msg.kind == "VERDICT":
             step = None
             stage, deadline = "shutdown", time.monotonic() + SHUTDOWN_GRACE

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from rapido_mpio import hostfs
-from rapido_mpio.config import REPO_ROOT
 from rapido_mpio.errors import SetupError
 
 from .conftest import last_result, qemu_processes_for, run_cli
 from .test_bad_input import _fake_image, assert_one_sentence
+from .test_hostile_guest import FAKE_QEMU
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (needs root)")
 
@@ -99,43 +99,30 @@ def test_read_only_output_dir(tmp_path: Path) -> None:
                         "read-only file system", "--output-dir")
 
 
-# a QEMU that answers QMP (as test_monitor's stand-in does) and floods the protocol channel:
-# a run whose logs fill the disk
-FLOODING_QEMU = f"""\
-import re, socket, sys, threading
-sys.path.insert(0, {str(REPO_ROOT)!r})
-from tests.test_monitor import _fake_qemu
-fds = dict(re.findall(r"socket,id=(\\w+),fd=(\\d+)", " ".join(sys.argv)))
-qmp = socket.socket(fileno=int(fds["qmp"]))
-proto = socket.socket(fileno=int(fds["proto"]))
-threading.Thread(target=_fake_qemu, args=(qmp, {{"query-status": {{"status": "running"}}}}),
-                 daemon=True).start()
-proto.sendall(b"@@MPIO:START 0.5\\n")
-while True:
-    proto.sendall(b"console noise " * 64 + b"\\n")
-"""
-
-
 @needs_root
 def test_output_dir_filling_up_mid_run(tmp_path: Path) -> None:
+    """The stand-in QEMU answers QMP and floods the protocol channel: the run's logs fill
+    the output directory's file system."""
     qemu = tmp_path / "qemu-system-x86_64"
-    qemu.write_text(f"#!{sys.executable}\n{FLOODING_QEMU}")
+    qemu.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_QEMU} \"$@\"\n")
     qemu.chmod(0o755)
+    (tmp_path / "guest").write_bytes(b"@@MPIO:START failover 0.5\n")
     with tmpfs(tmp_path / "out", "512k") as out:
         _fake_image(out)
         p = run_cli("boot", "--output-dir", str(out), "--accel", "tcg", "--qemu", str(qemu),
-                    cwd=tmp_path)
+                    cwd=tmp_path, env={"FAKE_QEMU_GUEST": str(tmp_path / "guest"),
+                                       "FAKE_QEMU_FLOOD": "1"})
         runs = list((out / "runs").iterdir())
         assert len(runs) == 1 and (runs[0] / "protocol.log").stat().st_size > 100_000
         assert not (runs[0] / "result.json").exists()  # not half of one either
     assert_one_sentence(p, 255, f"Cannot write the run's result in {out}",
                         f"the file system at {out} (", "free) is full",
                         "choose another --output-dir")
-    assert not processes_running(qemu)  # the stand-in was ended with the run
+    assert not processes_running(out)  # the stand-in (its console is there) ended with the run
 
 
 def processes_running(program: Path) -> list[str]:
-    """Processes whose command line names `program` (a script: the interpreter runs it)."""
+    """Processes whose command line names `program` (a path: a script, or a file it uses)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):

@@ -12,39 +12,14 @@ import pytest
 
 from rapido_mpio.monitor import BlockIOError, Monitor, MonitorError
 
-
-def _fake_qemu(sock: socket.socket, replies: dict[str, object]) -> None:
-    """Greets, then answers each command from `replies` (a dict with "error" is an error),
-    and sends DEVICE_DELETED after device_del, as QEMU does. Requests come without a
-    newline, so the stream is split by the JSON decoder."""
-    sock.sendall(b'{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, '
-                 b'"package": ""}, "capabilities": ["oob"]}}\n')
-    decoder, buf = json.JSONDecoder(), ""
-    while chunk := sock.recv(65536):
-        buf += chunk.decode()
-        while buf.strip():
-            try:
-                request, end = decoder.raw_decode(buf.lstrip())
-            except ValueError:
-                break
-            buf = buf.lstrip()[end:]
-            name, rid = request["execute"], request.get("id")
-            answer = replies.get(name, {})
-            reply = ({"error": answer["error"]} if isinstance(answer, dict) and "error" in answer
-                     else {"return": answer})
-            sock.sendall(json.dumps({**reply, "id": rid}).encode() + b"\n")
-            if name == "device_del":
-                event = {"event": "DEVICE_DELETED",
-                         "data": {"device": request["arguments"]["id"]},
-                         "timestamp": {"seconds": 0, "microseconds": 0}}
-                sock.sendall(json.dumps(event).encode() + b"\n")
+from .fake_qemu import serve_qmp
 
 
 def test_commands_hmp_errors_and_events() -> None:
     ours, theirs = socket.socketpair()
     replies = {"human-monitor-command": "Device 'x' not found\r\n",
                "device_add": {"error": {"class": "GenericError", "desc": "Duplicate ID"}}}
-    threading.Thread(target=_fake_qemu, args=(theirs, replies), daemon=True).start()
+    threading.Thread(target=serve_qmp, args=(theirs, replies), daemon=True).start()
     monitor = Monitor(ours)
     monitor.execute("device_del", {"id": "l0p0dev"})
     assert monitor.wait_event("DEVICE_DELETED", {"device": "l0p0dev"}, 5) < 5
@@ -67,7 +42,7 @@ def test_poll_sees_what_qemu_reported_even_after_it_exited() -> None:
     a host I/O error it reports to the guest, and may exit before the host looks."""
     ours, theirs = socket.socketpair()
     replies = {"query-status": {"status": "io-error", "running": False}}
-    threading.Thread(target=_fake_qemu, args=(theirs, replies), daemon=True).start()
+    threading.Thread(target=serve_qmp, args=(theirs, replies), daemon=True).start()
     monitor = Monitor(ours)
     assert monitor.poll() == ("io-error", [])
     theirs.sendall(_event("BLOCK_IO_ERROR", device="l0p1", operation="write", action="stop",

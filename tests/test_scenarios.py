@@ -9,7 +9,7 @@ import pytest
 
 from rapido_mpio import scenario
 from rapido_mpio.config import REPO_ROOT
-from rapido_mpio.faults import Faults
+from rapido_mpio.protocol import FAULTS
 
 from .conftest import TEST_SCENARIOS, cut_dir_with_test_scenarios
 
@@ -31,7 +31,7 @@ def test_scenario_loads_and_its_steps_have_what_they_use(cut_dir: Path, path: Pa
     steps = sc.steps_script
     # every fault the steps ask for is one the host knows
     asked = set(re.findall(r"mpio_fault (\w+)", steps))
-    unknown = asked - set(Faults.KINDS)
+    unknown = asked - set(FAULTS)
     assert not unknown, f"faults the host does not know: {unknown}"
     # every ${VAR} the steps read without a default comes from env: or from rapido-mpio
     used = set(re.findall(r"\$\{?([A-Z][A-Z_]+)\b(?!:-)", steps))
