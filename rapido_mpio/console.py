@@ -3,7 +3,10 @@
 The kernel console (ttyS0) goes to a file and is only scanned afterwards; keeping the
 protocol off it means no kernel message can ever split a marker line. What the guest sends
 is decoded by protocol.py; this module only moves the bytes, and logs them as they come
-(protocol.log, which the matrix's live view reads).
+(protocol.log, which the matrix's live view reads). pexpect reads the socket, with a
+timeout and end-of-file for a QEMU that is gone; the lines are split by the decoder, not by
+pexpect's expect(): that rescans its whole buffer on every read, and a guest that sent
+megabytes without a newline made it quadratic (issue 15).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import socket
 import time
 from typing import TextIO
 
+import pexpect
+import pexpect.fdpexpect
+
 from rapido_mpio.protocol import Decoder, Message, ProtocolError
 
 CHUNK = 65536
-SEND_TIMEOUT = 10.0
 
 
 class ChannelClosed(Exception):
@@ -31,7 +36,9 @@ class ChannelTimeout(Exception):
 
 class Channel:
     def __init__(self, sock: socket.socket, started: float, log: TextIO) -> None:
-        self.sock = sock
+        self.sock = sock  # kept open by the caller; pexpect only borrows its fd
+        sock.setblocking(True)  # an ack is written whole (select() says when to read)
+        self.child = pexpect.fdpexpect.fdspawn(sock.fileno())
         self.started = started
         self.log = log
         self.text = codecs.getincrementaldecoder("utf-8")("replace")  # for the log only
@@ -44,15 +51,12 @@ class Channel:
             timeout = deadline - time.monotonic()
             if timeout <= 0:
                 raise ChannelTimeout()
-            self.sock.settimeout(timeout)
             try:
-                chunk = self.sock.recv(CHUNK)
-            except TimeoutError:
+                chunk: bytes = self.child.read_nonblocking(CHUNK, timeout)
+            except pexpect.TIMEOUT:
                 raise ChannelTimeout() from None
-            except OSError:  # reset: QEMU died
+            except (pexpect.EOF, OSError):  # QEMU exited, or died (reset)
                 raise ChannelClosed() from None
-            if not chunk:
-                raise ChannelClosed()
             self.log.write(self.text.decode(chunk))
             self.log.flush()
             self.pending.extend(self.decoder.feed(chunk, time.monotonic() - self.started))
@@ -66,9 +70,8 @@ class Channel:
         line = f"mpio-ack {event}\n"
         self.log.write(line)
         self.log.flush()
-        self.sock.settimeout(SEND_TIMEOUT)
         with contextlib.suppress(OSError):  # the guest is gone: the next receive says so
-            self.sock.sendall(line.encode())
+            self.child.send(line.encode())
 
 
 __all__ = ["Channel", "ChannelClosed", "ChannelTimeout", "Message", "ProtocolError"]
