@@ -1,5 +1,5 @@
 """Writing files that others read: a unique temp file beside the target, moved over it
-atomically, removed on every way out; a full disk is one sentence, not a traceback.
+atomically, removed on every way out; a full disk is one sentence (hostfs), not a traceback.
 
 Concurrent cuts share the cache and the output directory, so no temp name is fixed and none
 is opened through a link someone planted (mkstemp creates it with O_EXCL). SIGTERM and
@@ -11,17 +11,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from rapido_mpio.errors import SetupError
+from rapido_mpio.hostfs import Place, writes_to
 
 TEMP_PREFIX = ".tmp-"
-_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-# what a directory is, and the option that moves it elsewhere
-WHERE = {"cache": "--cache-dir", "output directory": "--output-dir"}
 
 
 @contextlib.contextmanager
@@ -37,30 +33,10 @@ def temp_beside(target: Path, suffix: str = "") -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def disk_full_is_setup_error(directory: Path, what: str) -> Iterator[None]:
-    """Turn ENOSPC (or a quota) while writing into `directory` (the `what`, a key of WHERE)
-    into one sentence naming it and its free space."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in _FULL:
-            raise
-        raise full(directory, what) from None
-
-
-def full(directory: Path, what: str) -> SetupError:
-    try:
-        free = f"{shutil.disk_usage(directory).free / 1e6:.1f} MB free"
-    except OSError:
-        free = "free space unknown"
-    return SetupError(f"The {what} {directory} ran out of space ({free}).",
-                      hint=f"Free some space there, or choose another with {WHERE[what]}.")
-
-
-def write_atomic(path: Path, data: bytes, what: str = "cache") -> None:
-    """path holds either its old content or `data`, never a part, whoever writes at once."""
-    with disk_full_is_setup_error(path.parent, what), temp_beside(path) as tmp:
+def write_atomic(path: Path, data: bytes, place: Place | None = None) -> None:
+    """path holds either its old content or `data`, never a part, whoever writes at once.
+    `place` says what a full disk there means (default: the cache)."""
+    with writes_to(place or Place.cache(path.parent)), temp_beside(path) as tmp:
         tmp.write_bytes(data)
         os.replace(tmp, path)
 

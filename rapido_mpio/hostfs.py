@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from rapido_mpio.errors import SetupError
 MIB = 1 << 20
 # what a full or read-only file system raises; anything else is not the host's room
 NO_ROOM = {errno.ENOSPC: "is full", errno.EDQUOT: "is over its quota",
-           errno.EROFS: "is read-only"}
+           errno.EROFS: "is read-only", errno.EFBIG: "refuses a file that large"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,22 @@ class Place:
     path: Path
     what: str  # "the run's result" / "the run's scratch files (LUNs, initrd)"
     fix: str  # one sentence: how to point the run elsewhere
+
+    @staticmethod
+    def cache(path: Path) -> Place:
+        return Place(path, "the cache's files",
+                     "Free some space there, or choose another with --cache-dir.")
+
+    @staticmethod
+    def output(path: Path) -> Place:
+        return Place(path, "the run's result",
+                     "Free some space there, or choose another --output-dir.")
+
+    @staticmethod
+    def scratch() -> Place:
+        """Where runs make their scratch directories: TMPDIR (or /tmp)."""
+        return Place(Path(tempfile.gettempdir()), "the run's scratch files (LUNs, initrd)",
+                     "Free some space there, or set TMPDIR to another file system.")
 
 
 def check_room(place: Place, need: int, why: str) -> None:

@@ -22,7 +22,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from rapido_mpio import cache, command, cpio, elfdeps, files
+from rapido_mpio import cache, command, cpio, elfdeps, files, hostfs
 from rapido_mpio.errors import SetupError, UntestableKernel
 from rapido_mpio.inputs import Record, load_yaml, parse_json, read_text
 from rapido_mpio.kernel import Kernel
@@ -182,7 +182,7 @@ class Layer:
     def write(self, path: Path, compression: str) -> Path:
         """Write atomically: an interrupted, failed or concurrent cut leaves no half layer
         and no temp file in the cache."""
-        with files.disk_full_is_setup_error(path.parent, "cache"), \
+        with hostfs.writes_to(hostfs.Place.cache(path.parent)), \
                 files.temp_beside(path) as tmp:
             with open(tmp, "wb") as out:
                 cpio.write(out, self.entries.values())
@@ -360,7 +360,7 @@ def cut(manifest: Manifest, kernel: Kernel, cache_dir: Path, out_dir: Path,
                   kernel_selectors(kernel.config))
     files.write_atomic(out_dir / "image.json",
                        (json.dumps(image.to_json(), indent=2) + "\n").encode(),
-                       "output directory")
+                       hostfs.Place.output(out_dir))
     cache.evict(cache_dir / "layers", keep=layers)
     return image
 

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from rapido_mpio import command, files
+from rapido_mpio import command, files, hostfs
 from rapido_mpio.config import Config
 from rapido_mpio.errors import SetupError, UntestableKernel
 
@@ -296,7 +296,7 @@ def _staging(parent: Path, prefix: str) -> Iterator[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
-        with files.disk_full_is_setup_error(parent, "cache"):
+        with hostfs.writes_to(hostfs.Place.cache(parent)):
             yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)

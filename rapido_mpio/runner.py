@@ -26,7 +26,7 @@ from rapido_mpio.errors import (
 )
 
 if TYPE_CHECKING:  # cut must not pay for importing the boot side
-    from rapido_mpio import hostfs, results
+    from rapido_mpio import results
     from rapido_mpio.image import Image
     from rapido_mpio.scenario import Scenario
     from rapido_mpio.verdict import Verdict
@@ -106,7 +106,7 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
     sc.check_settings(cfg.disk_size)
     _check_selectors(sc, img)
     run_dir = _new_run_dir(cfg.output_dir, sc.name)
-    with hostfs.writes_to(_output_place(cfg.output_dir), vm.scratch_place()):
+    with hostfs.writes_to(hostfs.Place.output(cfg.output_dir), hostfs.Place.scratch()):
         record = vm.boot(img, sc, cfg, run_dir)
         result = verdict.decide(record, sc.name, sc.kernel_log_allow, sc.expect_fail)
         report.save(record, result, img, cfg.output_dir)
@@ -313,13 +313,6 @@ def _sole_matrix(root: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _output_place(output_dir: Path) -> hostfs.Place:
-    from rapido_mpio import hostfs
-
-    return hostfs.Place(output_dir, "the run's result",
-                        "Free some space there, or choose another --output-dir.")
 
 
 def _writable(path: Path, output_dir: Path) -> Path:

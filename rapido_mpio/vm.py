@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -146,15 +145,9 @@ def _check_room(image: Image, topology: Topology) -> None:
     initrd = sum(layer.stat().st_size for layer in image.layers if layer.is_file())
     lun = topology.lun_mib << 20
     size = hostfs.human_size
-    hostfs.check_room(scratch_place(), initrd + lun,
+    hostfs.check_room(hostfs.Place.scratch(), initrd + lun,
                       f"the initrd, {size(initrd)}, and the {size(lun)} of a LUN the guest "
                       "may write")
-
-
-def scratch_place() -> hostfs.Place:
-    """Where runs make their scratch directories: TMPDIR (or /tmp)."""
-    return hostfs.Place(Path(tempfile.gettempdir()), "the run's scratch files (LUNs, initrd)",
-                        "Free some space there, or set TMPDIR to another file system.")
 
 
 def _save_rerun_script(machine: qemu.Machine, image: Image, cfg: Config,
@@ -203,7 +196,7 @@ def _host_failure(monitor: Monitor) -> str | None:
     how = "paused the guest" if status == "io-error" else "failed the guest's I/O"
     failed = (f"{'reading' if errors[0].operation == 'read' else 'writing'} a LUN's backing "
               f"file failed ({errors[0].reason})" if errors else "a LUN's backing file failed")
-    place = scratch_place()
+    place = hostfs.Place.scratch()
     return (f"QEMU {how}: {failed}; {hostfs.Room.of(place.path)} holds {place.what}. "
             f"{place.fix}")
 

@@ -235,8 +235,9 @@ def test_a_full_cache_is_one_sentence_and_leaves_nothing(default_kernel: Path,
     assert p.returncode == 255, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
-    assert f"The cache {cache_dir / 'layers'} ran out of space (" in lines[0]
-    assert " MB free)" in lines[0] and "--cache-dir" in lines[0]
+    assert f"Cannot write the cache's files in {cache_dir / 'layers'}: the file system at " \
+        in lines[0]
+    assert " free) is full" in lines[0] and "--cache-dir" in lines[0]
     assert leftovers == []
 
 
