@@ -287,7 +287,9 @@ def test_a_link_planted_at_the_old_temp_name_is_not_followed(default_kernel: Pat
 def test_boot_with_tmpdir_on_a_tmpfs_passes(default_kernel: Path, tmp_path: Path) -> None:
     """Fedora, Arch and Debian 13 put /tmp on a tmpfs; the cache stays on disk."""
     out = tmp_path / "out"
-    with tmpfs(tmp_path / "tmp", "200m") as tmp:
+    # room for what a run checks for before boot: the initrd and one LUN in full (a tmpfs
+    # costs only what is written)
+    with tmpfs(tmp_path / "tmp", "512m") as tmp:
         p = run_cli("run", "--output-dir", str(out), env={"TMPDIR": str(tmp)})
         assert qemu_processes_for(tmp) == []
     assert p.returncode == 0, p.stdout + p.stderr
