@@ -2,42 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import pytest
 
 from rapido_mpio.monitor import Monitor, MonitorError
 
+from . import fake_qmp
+
 
 def _fake_qemu(sock: socket.socket, replies: dict[str, object]) -> None:
-    """Greets, then answers each command from `replies` (a dict with "error" is an error),
-    and sends DEVICE_DELETED after device_del, as QEMU does. Requests come without a
-    newline, so the stream is split by the JSON decoder."""
-    sock.sendall(b'{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, '
-                 b'"package": ""}, "capabilities": ["oob"]}}\n')
-    decoder, buf = json.JSONDecoder(), ""
-    while chunk := sock.recv(65536):
-        buf += chunk.decode()
-        while buf.strip():
-            try:
-                request, end = decoder.raw_decode(buf.lstrip())
-            except ValueError:
-                break
-            buf = buf.lstrip()[end:]
-            name, rid = request["execute"], request.get("id")
-            answer = replies.get(name, {})
-            reply = ({"error": answer["error"]} if isinstance(answer, dict) and "error" in answer
-                     else {"return": answer})
-            sock.sendall(json.dumps({**reply, "id": rid}).encode() + b"\n")
-            if name == "device_del":
-                event = {"event": "DEVICE_DELETED",
-                         "data": {"device": request["arguments"]["id"]},
-                         "timestamp": {"seconds": 0, "microseconds": 0}}
-                sock.sendall(json.dumps(event).encode() + b"\n")
+    """Answers each command from `replies` (a dict with "error" is an error), and sends
+    DEVICE_DELETED after device_del, as QEMU does."""
+    def answer(request: dict[str, Any]) -> list[dict[str, Any]]:
+        name, rid = request["execute"], request.get("id")
+        found = replies.get(name, {})
+        reply = ({"error": found["error"]} if isinstance(found, dict) and "error" in found
+                 else {"return": found})
+        if name != "device_del":
+            return [{**reply, "id": rid}]
+        return [{**reply, "id": rid},
+                {"event": "DEVICE_DELETED", "data": {"device": request["arguments"]["id"]},
+                 "timestamp": {"seconds": 0, "microseconds": 0}}]
+
+    fake_qmp.serve(sock, answer)
 
 
 def test_commands_hmp_errors_and_events() -> None:
