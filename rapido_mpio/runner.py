@@ -26,6 +26,7 @@ class Outcome:
     verdict: Verdict
     run_dir: Path
     seconds: float
+    retried: str | None = None  # why the first boot was not the verdict (it froze)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +115,8 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
     report.print_summary(result, record, out)
     if retried is not None:
         print(f"  retried: {retried['reason']} First run: {retried['first_run']}", file=out)
-    return Outcome(result, run_dir, time.monotonic() - began)
+    return Outcome(result, run_dir, time.monotonic() - began,
+                   retried["reason"] if retried else None)
 
 
 def froze_before_scenario(record: vm.RunRecord, result: Verdict) -> str | None:
@@ -147,7 +149,8 @@ def repeat(cfg: Config, times: int, out: TextIO = sys.stdout,
             v = outcome.verdict
             why = "" if v.result == "PASS" else ": " + (
                 ", ".join(f"{c.name} {c.observed}" for c in v.failed) or v.reason)
-            print(f"run {i + 1}/{times}: {v.result}{why} ({outcome.seconds:.1f}s, "
+            again = ", booted twice: the first froze" if outcome.retried else ""
+            print(f"run {i + 1}/{times}: {v.result}{why} ({outcome.seconds:.1f}s{again}, "
                   f"{outcome.run_dir})", file=out, flush=True)
     scenario = outcomes[0].verdict.scenario if outcomes else cfg.scenario
     result = Repeated(scenario, tuple(outcomes))

@@ -64,6 +64,17 @@ def test_a_second_freeze_before_the_scenario_stays_untestable(stand_in_image: Pa
     assert qemu_processes_for(stand_in_image) == []
 
 
+def test_each_repeated_run_is_retried_once_and_says_so(stand_in_image: Path,
+                                                       tmp_path: Path) -> None:
+    p = run_cli("boot", "--output-dir", str(stand_in_image), "--qemu", _qemu(tmp_path),
+                "--accel", "tcg", "--repeat", "2", env={"FROZEN_AT": "modules"}, timeout=60)
+    assert p.returncode == 125, p.stdout + p.stderr
+    runs = _runs(stand_in_image)
+    assert [r["retried"] is not None for r in runs] == [False, True, False, True]
+    assert p.stdout.count("booted twice: the first froze") == 2
+    assert "failover: 2/2 UNTESTABLE" in p.stdout
+
+
 def test_a_freeze_during_the_scenario_is_a_hang_never_retried(stand_in_image: Path,
                                                               tmp_path: Path) -> None:
     p = run_cli("boot", "--output-dir", str(stand_in_image), "--qemu", _qemu(tmp_path),
