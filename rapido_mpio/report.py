@@ -50,7 +50,9 @@ def path_io(record: RunRecord) -> dict[str, dict[str, dict[str, int]]]:
     return snapshots
 
 
-def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) -> Path:
+def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path,
+         retried: dict[str, str] | None = None) -> Path:
+    """`retried`: this run is the second boot after a freeze ({"reason", "first_run"})."""
     for name, lines in record.blocks.items():
         (record.run_dir / f"{name}.txt").write_text("\n".join(lines) + "\n")
     if record.hang is not None:
@@ -73,6 +75,7 @@ def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path) ->
                    if m.kind not in ("LINE", "BEGIN", "STOP")],
         "qemu_exit_status": record.qemu_status,
         "timed_out": record.timed_out,
+        "retried": retried,
     })
     path = record.run_dir / "result.json"
     try:

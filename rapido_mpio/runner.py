@@ -26,7 +26,7 @@ from rapido_mpio.errors import (
 )
 
 if TYPE_CHECKING:  # cut must not pay for importing the boot side
-    from rapido_mpio import results
+    from rapido_mpio import results, vm
     from rapido_mpio.image import Image
     from rapido_mpio.scenario import Scenario
     from rapido_mpio.verdict import Verdict
@@ -37,6 +37,7 @@ class Outcome:
     verdict: Verdict
     run_dir: Path
     seconds: float
+    retried: str | None = None  # why the first boot was not the verdict (it froze)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +110,45 @@ def boot(cfg: Config, out: TextIO = sys.stdout, log: TextIO = sys.stderr) -> Out
     with hostfs.writes_to(hostfs.Place.output(cfg.output_dir), hostfs.Place.scratch()):
         record = vm.boot(img, sc, cfg, run_dir)
         result = verdict.decide(record, sc.name, sc.kernel_log_allow, sc.expect_fail)
-        report.save(record, result, img, cfg.output_dir)
+        retried = None
+        froze = froze_before_scenario(record, result)
+        if froze is not None:
+            # said nothing about the kernel (README, Known problems): once more, never
+            # silently; the first run keeps its own result.json, and a second freeze stays
+            # untestable
+            report.save(record, result, img, cfg.output_dir)
+            retried = {"reason": froze, "first_run": str(run_dir)}
+            print(f"rapido-mpio: {froze} Booting once more; the first run is in {run_dir}.",
+                  file=log)
+            run_dir = _new_run_dir(cfg.output_dir, sc.name)
+            record = vm.boot(img, sc, cfg, run_dir)
+            result = verdict.decide(record, sc.name, sc.kernel_log_allow, sc.expect_fail)
+        report.save(record, result, img, cfg.output_dir, retried=retried)
     if record.host_fs:  # saved in result.json; no verdict to print
         raise SetupError(record.host_fs)
     print(f"rapido-mpio: {img.kernel_label} {img.kernel_release}, {record.accel}", file=log)
     report.print_summary(result, record, out)
-    return Outcome(result, run_dir, time.monotonic() - began)
+    if retried is not None:
+        print(f"  retried: {retried['reason']} First run: {retried['first_run']}", file=out)
+    return Outcome(result, run_dir, time.monotonic() - began,
+                   retried["reason"] if retried else None)
+
+
+def froze_before_scenario(record: vm.RunRecord, result: Verdict) -> str | None:
+    """Why the run is a freeze, or None. A freeze: the guest stopped before the scenario
+    began, QEMU ran on (no panic, no reboot) and the kernel did not answer sysrq, so it
+    was not stuck somewhere a task dump could show. A kernel that answers is alive and
+    hangs in itself: that is its own untestable verdict, not retried. After the scenario
+    began, a stop is a hang and a FAIL, as a regression looks; never retried."""
+    if result.exit_code != ExitCode.UNTESTABLE or record.timed_out is None \
+            or record.first("SCENARIO") is not None:
+        return None
+    if record.hang is not None and record.hang.dump:
+        return None
+    step = record.last_step()
+    where = f"init's step {step.name}" if step is not None else "the kernel's boot"
+    return (f"The guest froze in {where}, before the scenario began: QEMU ran on and the "
+            f"kernel printed no task dump.")
 
 
 def repeat(cfg: Config, times: int, out: TextIO = sys.stdout,
@@ -130,7 +164,8 @@ def repeat(cfg: Config, times: int, out: TextIO = sys.stdout,
             v = outcome.verdict
             why = "" if v.result == "PASS" else ": " + (
                 ", ".join(f"{c.name} {c.observed}" for c in v.failed) or v.reason)
-            print(f"run {i + 1}/{times}: {v.result}{why} ({outcome.seconds:.1f}s, "
+            again = ", booted twice: the first froze" if outcome.retried else ""
+            print(f"run {i + 1}/{times}: {v.result}{why} ({outcome.seconds:.1f}s{again}, "
                   f"{outcome.run_dir})", file=out, flush=True)
     scenario = outcomes[0].verdict.scenario if outcomes else cfg.scenario
     result = Repeated(scenario, tuple(outcomes))

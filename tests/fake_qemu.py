@@ -12,12 +12,14 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 
-def serve_qmp(sock: socket.socket, replies: dict[str, object]) -> None:
-    """Greets, then answers each command from `replies` (a dict with "error" is an error),
-    and sends DEVICE_DELETED after device_del, as QEMU does. Requests come without a
-    newline, so the stream is split by the JSON decoder."""
+def serve(sock: socket.socket, answer: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """Greets as QEMU 7.2 does, then sends what `answer` makes of each request: its reply,
+    and any events after it. Requests come without a newline, so the stream is split by
+    the JSON decoder. Returns when the client closes."""
     sock.sendall(b'{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, '
                  b'"package": ""}, "capabilities": ["oob"]}}\n')
     decoder, buf = json.JSONDecoder(), ""
@@ -29,19 +31,28 @@ def serve_qmp(sock: socket.socket, replies: dict[str, object]) -> None:
             except ValueError:
                 break
             buf = buf.lstrip()[end:]
-            name, rid = request["execute"], request.get("id")
-            answer = replies.get(name, {})
-            reply = ({"error": answer["error"]} if isinstance(answer, dict) and "error" in answer
-                     else {"return": answer})
-            sock.sendall(json.dumps({**reply, "id": rid}).encode() + b"\n")
-            if name == "device_del":
-                event = {"event": "DEVICE_DELETED",
-                         "data": {"device": request["arguments"]["id"]},
-                         "timestamp": {"seconds": 0, "microseconds": 0}}
-                sock.sendall(json.dumps(event).encode() + b"\n")
+            for message in answer(request):
+                sock.sendall(json.dumps(message).encode() + b"\n")
 
 
-def _chardevs(argv: list[str]) -> dict[str, dict[str, str]]:
+def serve_qmp(sock: socket.socket, replies: dict[str, object]) -> None:
+    """Answers each command from `replies` (a dict with "error" is an error), and sends
+    DEVICE_DELETED after device_del, as QEMU does."""
+    def answer(request: dict[str, Any]) -> list[dict[str, Any]]:
+        name, rid = request["execute"], request.get("id")
+        found = replies.get(name, {})
+        reply = ({"error": found["error"]} if isinstance(found, dict) and "error" in found
+                 else {"return": found})
+        if name != "device_del":
+            return [{**reply, "id": rid}]
+        return [{**reply, "id": rid},
+                {"event": "DEVICE_DELETED", "data": {"device": request["arguments"]["id"]},
+                 "timestamp": {"seconds": 0, "microseconds": 0}}]
+
+    serve(sock, answer)
+
+
+def chardevs(argv: list[str]) -> dict[str, dict[str, str]]:
     """{chardev id: its fields} from QEMU's -chardev options (",," is a literal comma)."""
     found = {}
     for option, value in zip(argv, argv[1:], strict=False):
@@ -51,7 +62,7 @@ def _chardevs(argv: list[str]) -> dict[str, dict[str, str]]:
     return found
 
 
-def _socket(fields: dict[str, str]) -> socket.socket:
+def open_socket(fields: dict[str, str]) -> socket.socket:
     """A run hands QEMU its end of a socket pair (fd=N); the script for humans, a path."""
     if "fd" in fields:
         return socket.socket(fileno=int(fields["fd"]))
@@ -61,9 +72,9 @@ def _socket(fields: dict[str, str]) -> socket.socket:
 
 
 def main(argv: list[str]) -> int:
-    chardevs = _chardevs(argv)
-    open(chardevs["console"]["path"], "wb").close()  # QEMU creates the console's file at once
-    proto, qmp = _socket(chardevs["proto"]), _socket(chardevs["qmp"])
+    devices = chardevs(argv)
+    open(devices["console"]["path"], "wb").close()  # QEMU creates the console's file at once
+    proto, qmp = open_socket(devices["proto"]), open_socket(devices["qmp"])
     threading.Thread(target=serve_qmp, args=(qmp, {"query-status": {"status": "running"}}),
                      daemon=True).start()
     with open(os.environ["FAKE_QEMU_GUEST"], "rb") as f:
