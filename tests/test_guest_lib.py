@@ -170,3 +170,99 @@ def test_an_ack_survives_a_child_exiting_mid_line(tmp_path: Path) -> None:
         host.sendall(b"_path 0 1\n")
         out, _ = sh.communicate(timeout=10)
     assert out.splitlines()[-1] == "acked", out
+
+
+# dmsetup status of a 3-path map under failover grouping, one path per group: service-time
+# (2 info words per path), round-robin (none); features and a hardware handler to skip
+GROUPS = {
+    "st-group2-current": "0 655360 multipath 2 0 0 0 3 2 E 0 1 2 8:0 A 0 0 1 "
+                         "A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:32 A 1 0 1",
+    "rr-no-io-yet": "0 655360 multipath 2 0 0 1 alua 3 3 E 0 1 0 8:0 A 0 "
+                    "E 0 1 0 8:16 F 2 E 0 1 0 8:32 A 0",
+    "rr-multibus": "0 655360 multipath 2 0 0 0 1 1 A 0 3 0 8:0 F 1 8:16 A 0 8:32 A 0",
+}
+
+
+def groups_guest(status: str, tmp_path: Path) -> str:
+    """dmsetup answers `status`; LUN 0's paths 0, 1, 2 are 8:0, 8:16, 8:32 (udev found them
+    in that order here: the roles must not depend on it, so the tests shuffle the devices
+    across groups instead)."""
+    (tmp_path / "topology").write_text("0 0 W 0:0\n0 1 W 1:0\n0 2 W 2:0\n")
+    return f"""
+MPIO_TOPOLOGY={tmp_path}/topology
+dmsetup() {{ echo '{status}'; }}
+mpio_lun_map() {{ echo mpatha; }}
+mpio_path_dev() {{ echo "8:$(($2 * 16))"; }}
+mpio_signal() {{ echo "SIGNAL $1" >&3; }}
+"""
+
+
+def test_groups_are_read_whatever_the_selector_reports(tmp_path: Path) -> None:
+    out = guest_sh(groups_guest(GROUPS["st-group2-current"], tmp_path)
+                   + "mpio_groups mpatha >&3; mpio_active_group mpatha >&3", tmp_path)
+    assert out.splitlines() == ["1 E 8:0 A 0 2", "2 A 8:16 A 0 2", "3 E 8:32 A 1 2", "2"]
+    out = guest_sh(groups_guest(GROUPS["rr-no-io-yet"], tmp_path)
+                   + "mpio_groups mpatha >&3; mpio_active_group mpatha >&3", tmp_path)
+    # no group is current before I/O chose one (a load, a switchgroup): dm's next one is
+    assert out.splitlines() == ["1 E 8:0 A 0 3", "2 E 8:16 F 2 3", "3 E 8:32 A 0 3", "3"]
+
+
+@pytest.mark.parametrize("status, role, paths", [
+    ("st-group2-current", "active", "1"),
+    ("st-group2-current", "standby", "0"),  # the first up path outside the active group
+    ("st-group2-current", "group:3", "2"),
+    ("st-group2-current", "active 1 standby", "1 0"),  # each path once
+    ("rr-no-io-yet", "active", "2"),
+    ("rr-no-io-yet", "active-group", "2"),
+    ("rr-multibus", "active", "1"),  # the first path dm has up, not the failed 8:0
+    ("rr-multibus", "active-group", "0 1 2"),
+])
+def test_a_role_resolves_from_the_kernels_view(tmp_path: Path, status: str, role: str,
+                                              paths: str) -> None:
+    out = guest_sh(groups_guest(GROUPS[status], tmp_path)
+                   + f'echo "resolved $(mpio_resolve 0 {role})" >&3', tmp_path)
+    assert out.splitlines()[-1] == f"resolved {paths}"
+    # each role is recorded with what it resolved to, for result.json
+    targets = [ln for ln in out.splitlines() if ln.startswith("@@MPIO:ACTION target ")]
+    assert len(targets) == len([r for r in role.split() if not r.isdigit()])
+
+
+def test_a_role_that_names_no_path_fails_the_fault(tmp_path: Path) -> None:
+    out = guest_sh(groups_guest(GROUPS["rr-multibus"], tmp_path)
+                   + "mpio_fault fail_path 0 standby || echo refused >&3\n"
+                   + "mpio_fault fail_path 0 active && echo done >&3", tmp_path)
+    lines = out.splitlines()
+    assert lines[0] == "refused"
+    assert lines[1] == ("@@MPIO:ACTION target active lun=0 paths=1 devs=8:16 "
+                        "active_group=1")
+    assert lines[2:] == ["SIGNAL fail_path 0 1", "done"]
+
+
+def test_group_checks_judge_where_the_kernel_sends_io(tmp_path: Path) -> None:
+    (tmp_path / "io-a").write_text("8:0 remapped=10 iorequest=0 ioerr=0 overrun=0\n"
+                                   "8:16 remapped=0 iorequest=0 ioerr=0 overrun=0\n"
+                                   "8:32 remapped=0 iorequest=0 ioerr=0 overrun=0\n")
+    (tmp_path / "io-b").write_text("8:0 remapped=12 iorequest=0 ioerr=0 overrun=0\n"
+                                   "8:16 remapped=50 iorequest=0 ioerr=0 overrun=0\n"
+                                   "8:32 remapped=0 iorequest=0 ioerr=0 overrun=0\n")
+    (tmp_path / "io-c").write_text("8:0 remapped=40 iorequest=0 ioerr=0 overrun=0\n"
+                                   "8:16 remapped=50 iorequest=0 ioerr=0 overrun=0\n"
+                                   "8:32 remapped=0 iorequest=0 ioerr=0 overrun=0\n")
+    out = guest_sh(groups_guest(GROUPS["st-group2-current"], tmp_path)
+                   + "mpio_check_group stayed mpatha same 8:16\n"
+                   + "mpio_check_group moved mpatha moved 8:16\n"
+                   + "mpio_check_group back mpatha has 8:16\n"
+                   + "mpio_check_group elsewhere mpatha has 8:32\n"
+                   + "mpio_check_group_io follows mpatha a b\n"
+                   + "mpio_check_group_io strays mpatha b c", tmp_path,
+                   IO_MARGIN="2", IO_MIN="8")
+    found = checks(out)
+    assert found["stayed"] == ("PASS", "active_group_2_(8:16)_same_8:16;_groups_1:E:8:0_2:A:8:16"
+                                       "_3:E:8:32")
+    assert found["moved"][0] == "FAIL" and found["moved"][1].endswith(":_not_so")
+    assert found["back"][0] == "PASS" and found["elsewhere"][0] == "FAIL"
+    assert found["follows"] == ("PASS", "group_2:_8:16_+50;_other_groups:_8:0_+2_8:32_+0")
+    status, observed = found["strays"]
+    assert status == "FAIL"
+    assert "8:0_outside_the_group_got_28_(max_2)" in observed
+    assert "group_2_carried_0_(min_8)" in observed

@@ -8,7 +8,14 @@
 #: env:
 #:   FAULT: fail_path  # fail_path (host: drive_del), remove_path (host: device_del) or
 #:                     # offline (the guest's sysfs)
-#:   FAULT_PATHS: 0    # which paths of LUN 0 the fault takes
+#:   FAULT_PATHS: active  # which paths of LUN 0 the fault takes: numbers, or roles
+#:                        # resolved from the kernel's view at the fault (active: a path
+#:                        # of the group dm sends I/O to; standby, group:N, active-group)
+#:   EXPECT_GROUP: any # the kernel's active group once the fault settled: same (it must
+#:                     # not change), moved (it must), or any; not any: I/O must follow it
+#:   CHECK_PRIO: no    # yes: the groups must follow the paths' priorities (group_by_prio)
+#:   FAILBACK: any     # the active group once the paths are restored: back (to the one
+#:                     # before the fault), stay (where the fault moved it), or any
 #:   RESTORE: none     # then bring them back: restore_path (host: a new device at the same
 #:                     # address), online (the guest's sysfs: the same device), skip (the
 #:                     # restore checks without a restore: a negative control) or none
@@ -28,21 +35,26 @@ mpio_step map_and_filesystem
 mpio_map_with_xfs 0 "$WANT_PATHS" "$MAP_WAIT" || return 0
 map=$(mpio_lun_map 0)
 mpio_io_snapshot before "$map"
+[ "$CHECK_PRIO" = yes ] && mpio_check_prio_groups prio_groups "$map"
 
 # 2. the fault lands while a direct-I/O writer is in flight, so data I/O, not multipathd's
 # checker, is what meets the failed path first (a kernel that fails such I/O instead of
 # retrying it on another path must not get away with it because the checker came first)
 mpio_step fault
+group_before=$(mpio_group_devs "$map")
 dd if=/dev/zero of=/mnt/during bs=4k count=1000 oflag=direct 2>/dev/null &
 writer=$!
-faulted=0
-for p in $FAULT_PATHS; do
+# the roles resolve once, now, with the writer in flight (result.json: action "target")
+# shellcheck disable=SC2086 # a list of paths or roles
+targets=$(mpio_resolve 0 $FAULT_PATHS)
+faulted=0 took=
+for p in $targets; do
 	case $FAULT in
 	offline) mpio_offline_path 0 "$p" ;;
 	*) mpio_fault "$FAULT" 0 "$p" ;;
-	esac && faulted=$((faulted + 1))
+	esac && faulted=$((faulted + 1)) took="$took $p"
 done
-mpio_expect path_failed "$FAULT $FAULT_PATHS" "$FAULT $([ "$faulted" -gt 0 ] && echo "$FAULT_PATHS")"
+mpio_expect path_failed "$FAULT ${targets:-(no path is $FAULT_PATHS)}" "$FAULT${took:- none}"
 
 # 3. the writer in flight and new I/O after the fault both succeed through the remaining
 # paths (direct I/O: each block is its own request, so round-robin meets the failed path)
@@ -66,12 +78,19 @@ down=$faulted
 [ "$FAULT" = remove_path ] && down=0
 mpio_settle paths_after_fault "$map" "$((WANT_PATHS - faulted))" "$down" "$FAIL_WAIT"
 mpio_io_snapshot settled "$map"
+group_after=$(mpio_group_devs "$map")
+if [ "$EXPECT_GROUP" != any ] && mpio_requires active_group paths_after_fault; then
+	mpio_check_group active_group "$map" "$EXPECT_GROUP" "$group_before"
+fi
 
 # 5. the data survives; then more is written, so that reads and writes both go through the
 # surviving paths
 mpio_step data
 mpio_check_data data_intact && timeout 30 dd if=/dev/urandom of=/mnt/more bs=64k count=16 conv=fsync 2>/dev/null
 mpio_io_snapshot end "$map"
+if [ "$EXPECT_GROUP" != any ] && mpio_requires group_io paths_after_fault; then
+	mpio_check_group_io group_io "$map" settled end
+fi
 
 # 6. once the failure settled, dm sent nothing more to the failed path
 if mpio_requires path_io paths_after_fault; then
@@ -83,7 +102,7 @@ mpio_block multipath-after multipath -ll
 # active and keep doing so, and each path carries I/O again
 if [ "$RESTORE" != none ]; then
 	mpio_step restore
-	for p in $FAULT_PATHS; do
+	for p in $targets; do  # the paths the fault took (a role would now name another)
 		case $RESTORE in
 		online) mpio_online_path 0 "$p" ;;
 		restore_path) mpio_fault restore_path 0 "$p" ;;
@@ -98,6 +117,15 @@ if [ "$RESTORE" != none ]; then
 	mpio_check_data data_after_restore
 	mpio_io_snapshot reinstated "$map"
 	mpio_check_path_io io_after_restore restored reinstated "$IO_EACH"
+	# failback: the kernel's active group returns to the one the fault left (back), or
+	# stays where the fault moved it (stay); either way I/O follows the active group
+	if [ "$FAILBACK" != any ] && mpio_requires failback paths_after_restore; then
+		# back: to the group of the restored paths (a new device, for restore_path)
+		restored=$(for p in $targets; do mpio_path_dev 0 "$p"; done | tr '\n' '+')
+		[ "$FAILBACK" = back ] && mpio_check_group failback "$map" has "${restored%+}"
+		[ "$FAILBACK" = stay ] && mpio_check_group failback "$map" same "$group_after"
+		mpio_check_group_io io_follows_failback "$map" restored reinstated
+	fi
 	mpio_block multipath-restored multipath -ll
 fi
 

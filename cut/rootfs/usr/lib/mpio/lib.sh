@@ -86,9 +86,22 @@ mpio_signal() {
 	return 1
 }
 
-# mpio_fault NAME ARGS...: a fault the host makes (fail_path L P, remove_path L P,
-# restore_path L P, flap_path L P PERIOD COUNT); returns once it has really happened
-mpio_fault() { mpio_signal "$*"; }
+# mpio_fault NAME LUN PATH [ARGS...]: a fault the host makes (fail_path L P, remove_path L P,
+# restore_path L P, flap_path L P PERIOD COUNT); returns once it has really happened. PATH
+# may be a role (mpio_role_paths: active, standby, group:N, ...): the fault then takes
+# every path the role names, resolved now.
+mpio_fault() {
+	case $3 in
+	*[!0-9]* | '') ;;
+	*) mpio_signal "$*"; return ;;
+	esac
+	_mf_name=$1 _mf_lun=$2 _mf_role=$3
+	shift 3
+	_mf_paths=$(mpio_resolve "$_mf_lun" "$_mf_role") || return 1
+	for _mf_p in $_mf_paths; do
+		mpio_signal "$_mf_name $_mf_lun $_mf_p${*:+ $*}" || return 1
+	done
+}
 
 # mpio_block NAME COMMAND...: command output between markers, saved by the host as NAME.txt
 mpio_block() {
@@ -151,10 +164,174 @@ mpio_lun_map() {
 		awk -v u="mpath-$w" '$2 == u { print $1; exit }'
 }
 
+# --- path groups, and faults aimed by role ----------------------------------------------
+# Which path is "the active one" follows the order udev and multipathd found the paths in,
+# so a scenario names the path it means by its role, and the guest resolves it from the
+# kernel's own view at that moment.
+
+# mpio_groups MAP: the kernel's path groups of MAP (dmsetup status), one line per path:
+# "GROUP STATE DEV PATH_STATE FAIL_COUNT NEXT": GROUP numbered from 1 as dm numbers them,
+# STATE dm's letter for the group (A: the current group, E: enabled, D: bypassed), DEV
+# major:minor, PATH_STATE A or F, NEXT the group dm will use next (its "next pg" field)
+mpio_groups() {
+	dmsetup status --target multipath "$1" 2>/dev/null | awk '{
+		i = 4; i += $i + 1; i += $i + 1    # skip the features, then the hardware handler
+		groups = $i; next_pg = $(i + 1); i += 2
+		for (g = 1; g <= groups; g++) {
+			# the group: its state, the selector status (one word), #paths, #info args
+			state = $i; paths = $(i + 2); info = $(i + 3); i += 4
+			for (p = 0; p < paths; p++) { print g, state, $i, $(i + 1), $(i + 2), next_pg; i += 3 + info }
+		}
+	}'
+}
+
+# mpio_active_group MAP: the group dm sends I/O to: the current one (A), or before any I/O
+# has chosen one (after a load or a switchgroup), the one dm will use next
+mpio_active_group() {
+	mpio_groups "$1" | awk '$2 == "A" { a = $1 } { n = $6 } END { print a ? a : n + 0 }'
+}
+
+# mpio_group_devs MAP [GROUP]: the devices of a path group of MAP (by default the active
+# one), as "8:0+8:16". A group is known by its paths, not its number: multipathd numbers
+# the groups afresh whenever it reloads the map (a path added or removed)
+mpio_group_devs() {
+	mpio_groups "$1" | awk -v g="${2:-$(mpio_active_group "$1")}" \
+		'$1 == g { d = d (d ? "+" : "") $3 } END { print d }'
+}
+
+# mpio_check_group NAME MAP same|moved|has DEVS: the kernel's active group of MAP now is
+# the group of DEVS (same), is another one (moved), or holds every path of DEVS (has)
+mpio_check_group() {
+	_cg_now=$(mpio_group_devs "$2")
+	_cg_seen="active group $(mpio_active_group "$2") ($_cg_now), $3 $4; groups $(mpio_groups "$2" |
+		awk '{ printf "%s%s:%s:%s", (NR > 1 ? " " : ""), $1, $2, $3 }')"
+	_cg_ok=
+	case $3 in
+	same) [ "$_cg_now" = "$4" ] && _cg_ok=1 ;;
+	moved) [ -n "$_cg_now" ] && [ "$_cg_now" != "$4" ] && _cg_ok=1 ;;
+	has)
+		_cg_ok=1
+		for _cg_d in $(echo "$4" | tr '+' ' '); do
+			case "+$_cg_now+" in *"+$_cg_d+"*) ;; *) _cg_ok= ;; esac
+		done ;;
+	esac
+	if [ -n "$_cg_ok" ] && [ -n "$4" ]; then
+		mpio_check "$1" PASS "$_cg_seen"
+	else
+		mpio_check "$1" FAIL "$_cg_seen: not so"
+	fi
+}
+
+# mpio_check_prio_groups NAME MAP: the groups of MAP follow multipathd's path priorities:
+# one priority per group, the groups in falling priority, and the best one active
+mpio_check_prio_groups() {
+	_pg=$({ multipathd show paths raw format "%D %p" 2>/dev/null; echo --; mpio_groups "$2"; } |
+		awk -v active="$(mpio_active_group "$2")" '
+		$0 == "--" { groups = 1; next }
+		!groups { prio[$1] = $2; next }
+		{
+			if (!($1 in gp)) { gp[$1] = prio[$3]; order[n++] = $1 }
+			else if (gp[$1] != prio[$3]) bad = bad " group " $1 " mixes priorities"
+			seen[$1] = seen[$1] (seen[$1] ? "+" : "") $3 "=" prio[$3]
+		}
+		END {
+			for (i = 0; i < n; i++) {
+				g = order[i]; out = out (i ? " " : "") g ":" (g == active ? "active" : "standby") ":" seen[g]
+				if (i && gp[g] >= gp[order[i - 1]]) bad = bad " group " g " is not below group " order[i - 1]
+			}
+			if (n < 2) bad = bad " one group"
+			if (active != order[0]) bad = bad " the active group is not the best"
+			print (bad ? "FAIL" : "PASS") " " out (bad ? ";" bad : "")
+		}')
+	mpio_check "$1" "${_pg%% *}" "${_pg#* }"
+}
+
+# mpio_check_group_io NAME MAP FROM TO: I/O follows the kernel's active group of MAP: between
+# snapshots FROM and TO the active group's paths carry at least IO_MIN requests between
+# them, and no path of another group gets more than IO_MARGIN
+mpio_check_group_io() {
+	mpio_groups "$2" > "$MPIO_RUN/groups-$1"
+	_gi=$(awk -v active="$(mpio_active_group "$2")" -v margin="${IO_MARGIN:-2}" -v min="${IO_MIN:-8}" '
+		FILENAME == ARGV[1] { group[$3] = $1; next }
+		FILENAME == ARGV[2] { split($2, r, "="); before[$1] = r[2]; next }
+		{
+			split($2, r, "="); d = r[2] - before[$1]
+			if (group[$1] == active) { inside = inside " " $1 " +" d; carried += d; next }
+			outside = outside " " $1 " +" d
+			if (d > margin) bad = bad " " $1 " outside the group got " d " (max " margin ")"
+		}
+		END {
+			if (carried < min) bad = bad " group " active " carried " carried + 0 " (min " min ")"
+			print (bad ? "FAIL" : "PASS") " group " active ":" inside "; other groups:" (outside ? outside : " none") (bad ? ";" bad : "")
+		}' "$MPIO_RUN/groups-$1" "$MPIO_RUN/io-$3" "$MPIO_RUN/io-$4")
+	mpio_check "$1" "${_gi%% *}" "${_gi#* }"
+}
+
+# mpio_path_of LUN DEV: the path number P of LUN whose block device is DEV (major:minor)
+mpio_path_of() {
+	while read -r _po_lun _po_path _; do
+		[ "$_po_lun" = "$1" ] && [ "$(mpio_path_dev "$1" "$_po_path")" = "$2" ] &&
+			{ echo "$_po_path"; return 0; }
+	done < "$MPIO_TOPOLOGY"
+	return 1
+}
+
+# mpio_role_paths LUN ROLE: the paths (numbers) of LUN a role names, from the kernel's view
+# now: a number (that path), active (one path of the active group, one dm has up),
+# active-group (every path of it), standby (one up path of a group that is not the
+# active one), group:N (every path of group N). Fails, saying why, when there is none.
+mpio_role_paths() {
+	case $2 in
+	*[!0-9]* | '') ;;
+	*) echo "$2"; return 0 ;;
+	esac
+	_rp_map=$(mpio_lun_map "$1")
+	[ -n "$_rp_map" ] || { mpio_log "role $2: LUN $1 has no map" >&2; return 1; }
+	_rp_active=$(mpio_active_group "$_rp_map")
+	_rp_devs=$(mpio_groups "$_rp_map" | awk -v role="$2" -v active="$_rp_active" '
+		role == "active" && $1 == active && $4 == "A" { print $3; exit }
+		role == "active-group" && $1 == active { print $3 }
+		role == "standby" && $1 != active && $4 == "A" { print $3; exit }
+		role ~ /^group:[0-9]+$/ && "group:" $1 == role { print $3 }')
+	[ -n "$_rp_devs" ] || { mpio_log "role $2: no such path in map $_rp_map (active group $_rp_active)" >&2; return 1; }
+	for _rp_d in $_rp_devs; do
+		mpio_path_of "$1" "$_rp_d" || { mpio_log "role $2: $_rp_d is no path of LUN $1" >&2; return 1; }
+	done
+}
+
+# mpio_resolve LUN ROLE...: the paths the roles name, each once, in order; for each role,
+# the host records what it resolved to (action "target": the role, the paths, their devices
+# and the active group then), so result.json says which path a fault took and why
+mpio_resolve() {
+	_rs_lun=$1
+	shift
+	_rs_all=
+	for _rs_role in "$@"; do
+		_rs_paths=$(mpio_role_paths "$_rs_lun" "$_rs_role") || return 1
+		case $_rs_role in
+		*[!0-9]*)
+			_rs_devs=$(for _rs_p in $_rs_paths; do mpio_path_dev "$_rs_lun" "$_rs_p"; done | tr '\n' '+')
+			# on the console through stderr: stdout is the caller's answer
+			mpio_say "ACTION target $_rs_role lun=$_rs_lun paths=$(echo "$_rs_paths" | tr '\n' '+' | sed 's/+$//')" \
+				"devs=${_rs_devs%+} active_group=$(mpio_active_group "$(mpio_lun_map "$_rs_lun")")" >&2
+			;;
+		esac
+		for _rs_p in $_rs_paths; do
+			case " $_rs_all " in *" $_rs_p "*) ;; *) _rs_all="$_rs_all $_rs_p" ;; esac
+		done
+	done
+	echo "${_rs_all# }"
+}
+
 # mpio_offline_path / mpio_online_path LUN PATH: a fault made in the guest, as systemd's
 # storage test does: SCSI rejects I/O to an offline device before dispatch
-mpio_offline_path() { _mpio_scsi_state "$1" "$2" offline offline_path; }
-mpio_online_path() { _mpio_scsi_state "$1" "$2" running online_path; }
+# (PATH may be a role, as for mpio_fault)
+mpio_offline_path() { _mpio_scsi_states "$1" "$2" offline offline_path; }
+mpio_online_path() { _mpio_scsi_states "$1" "$2" running online_path; }
+_mpio_scsi_states() {
+	_ss_paths=$(mpio_resolve "$1" "$2") && [ -n "$_ss_paths" ] || return 1
+	for _ss_p in $_ss_paths; do _mpio_scsi_state "$1" "$_ss_p" "$3" "$4" || return 1; done
+}
 _mpio_scsi_state() {
 	h=$(mpio_hctl "$1" "$2") || { mpio_log "no path $2 of LUN $1"; return 1; }
 	echo "$3" > "/sys/class/scsi_device/$h/device/state" || return 1
@@ -221,14 +398,19 @@ mpio_transitions() {
 	}' "$1"
 }
 
-# mpio_checker_interval: multipathd's path-checker interval in seconds (polling_interval)
+# mpio_checker_interval: the longest time, in seconds, multipathd's checker may leave a path
+# unchecked: max_polling_interval (healthy paths) or polling_interval, whichever is longer
+# (the image pins both at 1 s; a scenario may set them otherwise)
 mpio_checker_interval() {
-	multipathd show config 2>/dev/null | awk '$1 == "polling_interval" { print $2; exit }'
+	multipathd show config 2>/dev/null | awk '$1 == "polling_interval" && !p { p = $2 }
+		$1 == "max_polling_interval" && !m { m = $2 } END { print (m > p ? m : p) }'
 }
 
 # mpio_settle NAME MAP ACTIVE FAILED SECONDS: a path-state check that judges settled state.
 # It passes once the kernel (dmsetup status) and multipathd agree that ACTIVE paths are up
-# and FAILED paths down, and keep agreeing across one full path-checker interval; it then
+# and FAILED paths down, and keep agreeing across one full path-checker interval (the
+# longest multipathd may leave any path unchecked, healthy or failed: so its checker has
+# looked at every path of the map since they agreed, and found nothing to change); it then
 # reports that value. One sample proves nothing: right after a fault the two disagree for
 # a moment (multipathd may reinstate a path the kernel has just failed), which is normal.
 # If the state does not settle within SECONDS it fails with each path's transitions.
