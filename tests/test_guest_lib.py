@@ -266,3 +266,28 @@ def test_group_checks_judge_where_the_kernel_sends_io(tmp_path: Path) -> None:
     assert status == "FAIL"
     assert "8:0_outside_the_group_got_28_(max_2)" in observed
     assert "group_2_carried_0_(min_8)" in observed
+
+
+def test_settled_waits_for_the_checker_to_look_at_every_path(tmp_path: Path) -> None:
+    """Agreement held for the whole interval is not enough: multipathd's log must show its
+    checker looking at every path since (a 'pending' answer is no look), else the check
+    names the path it has not looked at."""
+    log = tmp_path / "multipathd.log"
+    log.write_text("sda: tur state = up\nsdb: tur state = up\n")  # before the agreement
+    views = fake_tools([("F", "failed faulty")], tmp_path).replace("multipathd() {",
+                                                                    "multipathd_views() {")
+    tools = views + f"""
+MPIO_DAEMON_LOG={log}
+multipathd() {{
+	case "$*" in *'%D %d'*) printf '8:0 sda\\n8:16 sdb\\n' ;; *) multipathd_views ;; esac
+}}
+"""
+    out = guest_sh(tools + "mpio_settle never mpatha 1 1 2 || true", tmp_path)
+    status, observed = checks(out)["never"]
+    assert status == "FAIL" and "has_not_looked_at_8:0_8:16_since" in observed
+    # the checker looks at sda, then answers pending for sdb, then looks at it
+    out = guest_sh(tools + f"""
+( sleep 0.5; echo 'sda: tur state = down' >> {log}; echo 'sdb: tur state = pending' >> {log}
+  sleep 0.5; echo 'sdb: state offline, checker not called' >> {log} ) &
+mpio_settle looked mpatha 1 1 5""", tmp_path)
+    assert checks(out)["looked"] == ("PASS", "1_active_1_failed")

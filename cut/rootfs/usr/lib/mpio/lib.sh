@@ -406,12 +406,43 @@ mpio_checker_interval() {
 		$1 == "max_polling_interval" && !m { m = $2 } END { print (m > p ? m : p) }'
 }
 
+# multipathd runs with -v3 (/init), so its log has a line each time its checker looks at a
+# path: "sda: tur state = up", or "sda: state offline, checker not called". That is the
+# checker's own word that it ran, where a time alone would only make it likely (under TCG
+# a checker pass every "1 s" was measured at 1.1-1.25 s).
+MPIO_DAEMON_LOG=${MPIO_DAEMON_LOG:-}
+
+# mpio_daemon_log_size: where multipathd's log ends now (bytes), 0 without one
+mpio_daemon_log_size() {
+	if [ -n "$MPIO_DAEMON_LOG" ]; then wc -c < "$MPIO_DAEMON_LOG"; else echo 0; fi
+}
+
+# mpio_unchecked_since MARK STATES: the paths of STATES (mpio_path_states output) that
+# multipathd's checker has not reported on since byte MARK of its log, as "8:0 8:16"
+# (empty: it has looked at every one; a "pending" answer is no look). Without a log,
+# none: the hold alone then stands for the checker pass.
+mpio_unchecked_since() {
+	[ -n "$MPIO_DAEMON_LOG" ] || return 0
+	{ echo "$2"; echo --; multipathd show paths raw format "%D %d"; echo --
+		tail -c +"$(($1 + 1))" "$MPIO_DAEMON_LOG"; } 2>/dev/null | awk '
+		$0 == "--" { part++; next }
+		part == 0 { want[n++] = $1; next }
+		part == 1 { name[$1] = $2; next }
+		/^[^ ]+: [^ ]+ state = / && $NF != "pending" || /^[^ ]+: state [^ ]+, checker not called/ {
+			sub(/:$/, "", $1); seen[$1] = 1
+		}
+		END {
+			for (i = 0; i < n; i++) if (!(want[i] in name) || !(name[want[i]] in seen)) out = out (out ? " " : "") want[i]
+			print out
+		}'
+}
+
 # mpio_settle NAME MAP ACTIVE FAILED SECONDS: a path-state check that judges settled state.
 # It passes once the kernel (dmsetup status) and multipathd agree that ACTIVE paths are up
 # and FAILED paths down, and keep agreeing across one full path-checker interval (the
-# longest multipathd may leave any path unchecked, healthy or failed: so its checker has
-# looked at every path of the map since they agreed, and found nothing to change); it then
-# reports that value. One sample proves nothing: right after a fault the two disagree for
+# longest multipathd may leave any path unchecked) and until multipathd's checker has
+# looked at every path of the map since they agreed (its log says so) and changed nothing;
+# it then reports that value. One sample proves nothing: right after a fault the two disagree for
 # a moment (multipathd may reinstate a path the kernel has just failed), which is normal.
 # If the state does not settle within SECONDS it fails with each path's transitions.
 # The settled states are kept in $MPIO_RUN/settled for mpio_check_path_io.
@@ -421,28 +452,29 @@ mpio_settle() {
 	hold=$((${MPIO_CHECKINT:-5} * 100 + 20))
 	samples=$MPIO_RUN/settle-$name
 	: > "$samples"
-	since=
+	since='' unchecked=''
 	end=$(($(mpio_uptime_cs) + $5 * 100))
 	while :; do
 		now=$(mpio_uptime_cs)
 		states=$(mpio_path_states "$map")
 		printf 'at %s.%02ds\n%s\n' "$((now / 100))" "$((now % 100))" "$states" >> "$samples"
 		if [ "$(mpio_agreement "$states")" = "$want" ]; then
-			since=${since:-$now}
-			if [ $((now - since)) -ge "$hold" ]; then
+			[ -n "$since" ] || { since=$now; mark=$(mpio_daemon_log_size); }
+			if [ $((now - since)) -ge "$hold" ] && unchecked=$(mpio_unchecked_since "$mark" "$states") &&
+				[ -z "$unchecked" ]; then
 				echo "$states" > "$MPIO_RUN/settled"
 				mpio_send "settle-$name" < "$samples"
 				mpio_check "$name" PASS "$3 active $4 failed"
 				return 0
 			fi
 		else
-			since=
+			since='' unchecked=''
 		fi
 		if [ "$now" -ge "$end" ]; then
 			last=$(echo "$states" | awk '$2 == "A" { ka++ } $2 == "F" { kf++ } $3 == "A" { da++ } $3 == "F" { df++ }
 				END { printf "kernel %d/%d multipathd %d/%d", ka, kf, da, df }')
 			mpio_send "settle-$name" < "$samples"
-			mpio_check "$name" FAIL "not settled in ${5}s (want $3 active $4 failed; last active/failed: $last): $(mpio_transitions "$samples")"
+			mpio_check "$name" FAIL "not settled in ${5}s (want $3 active $4 failed; last active/failed: $last${unchecked:+; agreed, but the checker of multipathd has not looked at $unchecked since}): $(mpio_transitions "$samples")"
 			return 1
 		fi
 		sleep 0.1
