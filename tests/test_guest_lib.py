@@ -254,18 +254,20 @@ def test_group_checks_judge_where_the_kernel_sends_io(tmp_path: Path) -> None:
                    + "mpio_check_group back mpatha has 8:16\n"
                    + "mpio_check_group elsewhere mpatha has 8:32\n"
                    + "mpio_check_group_io follows mpatha a b\n"
-                   + "mpio_check_group_io strays mpatha b c", tmp_path,
+                   + "mpio_check_group_io strays mpatha b c\n"
+                   + "mpio_check_group_io asked mpatha b c 8:0", tmp_path,
                    IO_MARGIN="2", IO_MIN="8")
     found = checks(out)
     assert found["stayed"] == ("PASS", "active_group_2_(8:16)_same_8:16;_groups_1:E:8:0_2:A:8:16"
                                        "_3:E:8:32")
     assert found["moved"][0] == "FAIL" and found["moved"][1].endswith(":_not_so")
     assert found["back"][0] == "PASS" and found["elsewhere"][0] == "FAIL"
-    assert found["follows"] == ("PASS", "group_2:_8:16_+50;_other_groups:_8:0_+2_8:32_+0")
+    assert found["follows"] == ("PASS", "group_8:16_+50;_others:_8:0_+2_8:32_+0")
     status, observed = found["strays"]
     assert status == "FAIL"
     assert "8:0_outside_the_group_got_28_(max_2)" in observed
-    assert "group_2_carried_0_(min_8)" in observed
+    assert "the_group_carried_0_(min_8)" in observed
+    assert found["asked"] == ("PASS", "group_8:0_+28;_others:_8:16_+0_8:32_+0")
 
 
 def test_settled_waits_for_the_checker_to_look_at_every_path(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@
 #:   MAP_WAIT: 30
 #:   IO_MARGIN: 2   # requests a group not asked for may still get after a switch
 #:   IO_MIN: 8      # requests the group asked for must carry
+#:   SWITCH: ask    # skip: judge the switches without asking for them (a negative control)
 #: steps: {map_and_filesystem: 90, switch: 60, data: 70, umount: 40}
 
 mpio_step map_and_filesystem
@@ -29,12 +30,13 @@ switched=0 i=1
 while [ "$i" -le "$groups" ]; do
 	g=$(((first + i - 1) % groups + 1))  # the next group after the current one, round
 	want=$(mpio_group_devs "$map" "$g")
-	reply=$(multipathd switchgroup map "$map" group "$g" 2>&1)
+	reply=skipped
+	[ "$SWITCH" = skip ] || reply=$(multipathd switchgroup map "$map" group "$g" 2>&1)
 	mpio_io_snapshot "before-$g" "$map"
 	timeout 30 dd if=/dev/urandom of="/mnt/switch-$g" bs=4k count=64 oflag=direct 2>/dev/null
 	mpio_io_snapshot "after-$g" "$map"
 	mpio_check_group "switch_$i" "$map" same "$want"
-	mpio_check_group_io "io_$i" "$map" "before-$g" "after-$g"
+	mpio_check_group_io "io_$i" "$map" "before-$g" "after-$g" "$want"
 	[ "$reply" = ok ] && switched=$((switched + 1))
 	i=$((i + 1))
 done
