@@ -89,7 +89,8 @@ mpio_step data
 mpio_check_data data_intact && timeout 30 dd if=/dev/urandom of=/mnt/more bs=64k count=16 conv=fsync 2>/dev/null
 mpio_io_snapshot end "$map"
 if [ "$EXPECT_GROUP" != any ] && mpio_requires group_io paths_after_fault; then
-	mpio_check_group_io group_io "$map" settled end
+	# same: the group the I/O went to before the fault; moved: the one the kernel chose
+	mpio_check_group_io group_io "$map" settled end "$([ "$EXPECT_GROUP" = same ] && echo "$group_before")"
 fi
 
 # 6. once the failure settled, dm sent nothing more to the failed path
