@@ -14,9 +14,11 @@
 #: lun_errors:
 #:   - {lun: 0, op: write, errno: ENOSPC, sector: 245760}
 #:   - {lun: 0, op: read, errno: ENODATA, sector: 253952}
+#: # the kernel's lines for them, named (Debian's kernel) or numbered (no SCSI_CONSTANTS)
 #: kernel_log_allow:
-#:   - "Sense Key : (Data Protect|Medium Error)"
+#:   - "Sense Key : (Data Protect|Medium Error|0x7|0x3) "
 #:   - "Add. Sense: (Space allocation failed write protect|Unrecovered read error)"
+#:   - "ASC=0x(27 ASCQ=0x7|11 ASCQ=0x0) "
 #:   - "critical (space allocation|medium) error, dev"
 #: env:
 #:   ERRORS: ENOSPC ENODATA  # which declared errors the steps meet, in order
