@@ -28,6 +28,7 @@ from rapido_mpio.inputs import Record, load_yaml, parse_json, read_text
 from rapido_mpio.kernel import Kernel
 from rapido_mpio.modules import ModuleIndex
 from rapido_mpio.scenario import Scenario
+from rapido_mpio.topology import guest_errors
 
 # Debian 12 is merged-/usr; the image is too, so host paths and busybox applets agree.
 MERGED_USR = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
@@ -322,6 +323,9 @@ def scenario_layer(scenario: Scenario) -> bytes:
         cpio.Entry.file("etc/mpio/scenario.env", env.encode()),
         cpio.Entry.file("etc/mpio/topology", scenario.shape.guest_table().encode()),
     ]
+    if scenario.lun_errors:  # where the LUN fails by itself, for the steps to aim at
+        entries.append(cpio.Entry.file("etc/mpio/lun-errors",
+                                       guest_errors(scenario.lun_errors).encode()))
     if scenario.multipath:
         entries.append(cpio.Entry.file("etc/multipath/conf.d/scenario.conf",
                                        scenario.multipath.encode()))

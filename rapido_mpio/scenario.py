@@ -11,6 +11,8 @@ headed by its declarations in comment lines that start with `#:` (YAML):
     #: env: {DATA_MIB: 4}                 # exported to the steps
     #: expect_fail: [io_after_fault]      # a negative control: the checks that must FAIL
     #: kernel_log_allow: [regex]          # kernel messages provoked on purpose
+    #: lun_errors:                        # a LUN failing by itself, on every path (blkdebug)
+    #:   - {lun: 0, op: write, errno: ENOSPC, sector: 786432, once: false}
     #: extends: failover                  # a variant: another scenario's steps, with the
     #:                                    # declarations here laid over its own
 
@@ -28,7 +30,7 @@ from typing import Any
 from rapido_mpio.config import MAX_SECONDS
 from rapido_mpio.errors import SetupError
 from rapido_mpio.inputs import check_printable, excerpt, load_yaml, read_text
-from rapido_mpio.topology import MAX_LUN_MIB, Shape
+from rapido_mpio.topology import MAX_LUN_ERRORS, MAX_LUN_MIB, LunError, Shape
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -36,7 +38,8 @@ _STEP_WITHOUT_SECONDS = re.compile(r"^\s*mpio_step\s+(\w+)\s*(?:#.*)?$", re.M)
 XFS_MIN_MIB = 300  # mkfs.xfs (xfsprogs 6.x) refuses smaller filesystems
 SUFFIX = ".sh"
 KEYS = {"description", "topology", "multipath", "steps", "env", "expect_fail",
-        "kernel_log_allow", "extends", "image", "min_disk_mib"}
+        "kernel_log_allow", "extends", "image", "min_disk_mib", "lun_errors"}
+LUN_ERROR_KEYS = {"lun", "op", "errno", "sector", "once"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Scenario:
     kernel_log_allow: tuple[str, ...] = ()
     image: str = "mpio"  # manifest name: cut/<image>.yaml
     min_disk_mib: int = XFS_MIN_MIB  # the smallest LUN the scenario works with
+    lun_errors: tuple[LunError, ...] = ()  # LUNs that fail I/O by themselves
 
     def guest_env(self) -> dict[str, str]:
         """What the steps see: env, the step deadlines and the topology's shape."""
@@ -99,6 +103,12 @@ class Scenario:
                              f"it needs {self.min_disk_mib} MiB (XFS's minimum is "
                              f"{XFS_MIN_MIB}).", hint=f"Set disk_size to {self.min_disk_mib} "
                              "or more.")
+        for e in self.lun_errors:
+            problems = e.problems(self.shape, mib)
+            if problems:
+                raise SetupError(f"lun_errors in scenario {self.name}: {problems[0]} "
+                                 f"of {mib} MiB.", hint="Set disk_size larger, or the sector "
+                                 "lower.")
 
 
 def names(cut_dir: Path) -> list[str]:
@@ -148,6 +158,8 @@ def _load(cut_dir: Path, name: str, seen: tuple[str, ...]) -> Scenario:
         image=_name(merged.get("image", "mpio"), "image", path),
         min_disk_mib=_mib(merged.get("min_disk_mib", XFS_MIN_MIB), "min_disk_mib", path),
     )
+    sc = dataclasses.replace(sc, lun_errors=_lun_errors(merged.get("lun_errors"), sc.shape,
+                                                        path))
     if not sc.description:
         raise SetupError(f"Scenario {path} has no description.",
                          hint="Say what it proves: #: description: ...")
@@ -188,6 +200,8 @@ def _merge(base: Scenario | None, header: dict[str, Any]) -> dict[str, Any]:
         "env": dict(base.env), "expect_fail": list(base.expect_fail),
         "kernel_log_allow": list(base.kernel_log_allow), "image": base.image,
         "min_disk_mib": base.min_disk_mib,
+        "lun_errors": [{"lun": e.lun, "op": e.operation, "errno": e.errno, "sector": e.sector,
+                        "once": e.once} for e in base.lun_errors],
     }
     for key, value in header.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -276,3 +290,32 @@ def _mib(value: object, key: str, path: Path) -> int:
         raise SetupError(f"{key} in scenario {path} must be a whole number of MiB from 1 to "
                          f"{MAX_LUN_MIB}.")
     return value
+
+
+def _lun_errors(value: object, shape: Shape, path: Path) -> tuple[LunError, ...]:
+    """[{lun: L, op: read|write, errno: NAME, sector: S, once: BOOL}, ...]"""
+    value = value or []
+    what = (f"lun_errors in scenario {path} must be a list of {{lun: N, op: read|write, "
+            "errno: ENAME, sector: N}} (and once: true|false)")
+    if not isinstance(value, list):
+        raise SetupError(what + ".")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not set(item) <= LUN_ERROR_KEYS or \
+                not {"lun", "op", "errno", "sector"} <= set(item):
+            raise SetupError(f"{what}, not {excerpt(item)}.")
+        lun, sector, once = item["lun"], item["sector"], item.get("once", False)
+        if not (isinstance(lun, int) and isinstance(sector, int) and isinstance(once, bool)
+                and not isinstance(lun, bool) and not isinstance(sector, bool)
+                and isinstance(item["op"], str) and isinstance(item["errno"], str)):
+            raise SetupError(f"{what}, not {excerpt(item)}.")
+        error = LunError(lun, item["op"], item["errno"], sector, once)
+        problems = error.problems(shape)
+        if problems:
+            raise SetupError(f"lun_errors in scenario {path}: {problems[0]}.")
+        out.append(error)
+    for lun in range(shape.luns):
+        if sum(e.lun == lun for e in out) > MAX_LUN_ERRORS:
+            raise SetupError(f"lun_errors in scenario {path}: more than {MAX_LUN_ERRORS} "
+                             f"for LUN {lun}.")
+    return tuple(out)

@@ -10,11 +10,19 @@ path of a LUN make one WWID, so multipathd builds one map per LUN.
 The topology also tracks which generation of each path is plugged in: a path that is
 removed and added back is a new device with a new drive id (QEMU deletes a -drive with its
 device), at the same address.
+
+A LUN can also fail by itself, the same on every path (a thin pool out of space, a bad
+sector): QEMU's blkdebug driver sits under each of its paths' drives and fails the
+requests that cover a declared sector with a declared errno, which the guest sees as the
+SCSI status and sense QEMU makes of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import re
 
 MAX_LUNS = 16
 MAX_PATHS = 8
@@ -28,6 +36,53 @@ def serial(lun: int) -> str:
 def wwid(lun: int) -> str:
     """What udev's scsi_id makes of QEMU's vendor, model and serial: the map's WWID."""
     return f"0QEMU_QEMU_HARDDISK_{serial(lun)}"
+
+
+SECTOR = 512  # blkdebug's sector, whatever the disk's block size
+MAX_LUN_ERRORS = 8  # rules per LUN
+OPERATIONS = {"read": "read_aio", "write": "write_aio"}  # -> the raw driver's blkdebug event
+_DRIVE = re.compile(r"^l(\d+)p\d+(?:g\d+)?$")  # PathSlot.drive
+
+
+@dataclasses.dataclass(frozen=True)
+class LunError:
+    """A LUN that fails an operation by itself: every request of that operation covering
+    `sector` fails with `errno` (a name: ENOSPC), on every path; with `once`, only the first
+    such request on each path."""
+
+    lun: int
+    operation: str  # read or write
+    errno: str
+    sector: int
+    once: bool = False
+
+    @property
+    def number(self) -> int:
+        return int(getattr(errno, self.errno))
+
+    @property
+    def reason(self) -> str:
+        """How QEMU's BLOCK_IO_ERROR words it (strerror)."""
+        return os.strerror(self.number)
+
+    def problems(self, shape: Shape, lun_mib: int | None = None) -> list[str]:
+        out = []
+        if not 0 <= self.lun < shape.luns:
+            out.append(f"LUN {self.lun} is not one of the {shape.luns} LUNs")
+        if self.operation not in OPERATIONS:
+            out.append(f"operation {self.operation!r} is not one of " + ", ".join(OPERATIONS))
+        if not (self.errno.startswith("E") and isinstance(getattr(errno, self.errno, None), int)):
+            out.append(f"{self.errno!r} is not an errno name (ENOSPC, ENODATA, EIO, ...)")
+        if self.sector < 0 or (lun_mib is not None and self.sector >= (lun_mib << 20) // SECTOR):
+            out.append(f"sector {self.sector} is outside the LUN")
+        return out
+
+    def rule(self, index: int) -> str:
+        """The -drive options of one blkdebug inject-error rule, below the raw format."""
+        key = f"file.inject-error.{index}"
+        return (f"{key}.event={OPERATIONS[self.operation]},{key}.iotype={self.operation},"
+                f"{key}.errno={self.number},{key}.sector={self.sector},"
+                f"{key}.once={'on' if self.once else 'off'}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +113,13 @@ class Shape:
         return "".join(f"{s.lun} {s.path} {wwid(s.lun)} {s.path}:{s.lun}\n" for s in self.slots)
 
 
+def guest_errors(errors: tuple[LunError, ...]) -> str:
+    """/etc/mpio/lun-errors: one line per declared LUN error, `LUN OPERATION ERRNO SECTOR
+    once|always`, so the steps aim at the sector the host fails."""
+    return "".join(f"{e.lun} {e.operation} {e.errno} {e.sector} "
+                   f"{'once' if e.once else 'always'}\n" for e in errors)
+
+
 @dataclasses.dataclass(frozen=True)
 class PathSlot:
     """One path as plugged in: generation 0 is the one on the QEMU command line."""
@@ -81,11 +143,13 @@ class Topology:
     shape: Shape
     disks: tuple[str, ...]  # backing file of each LUN
     lun_mib: int
+    errors: tuple[LunError, ...] = ()  # the LUNs' own failures
 
     @staticmethod
-    def build(shape: Shape, directory: str, default_mib: int) -> Topology:
+    def build(shape: Shape, directory: str, default_mib: int,
+              errors: tuple[LunError, ...] = ()) -> Topology:
         return Topology(shape, tuple(f"{directory}/lun{lun}.img" for lun in range(shape.luns)),
-                        shape.lun_mib or default_mib)
+                        shape.lun_mib or default_mib, errors)
 
     @property
     def slots(self) -> tuple[PathSlot, ...]:
@@ -108,4 +172,17 @@ class Topology:
     def drive_spec(self, slot: PathSlot) -> str:
         """The -drive option value (and HMP drive_add's) of a path."""
         disk = self.disks[slot.lun].replace(",", ",,")
-        return f"if=none,id={slot.drive},file={disk},format=raw,file.locking=off"
+        rules = [e.rule(i) for i, e in enumerate(e for e in self.errors if e.lun == slot.lun)]
+        if not rules:
+            return f"if=none,id={slot.drive},file={disk},format=raw,file.locking=off"
+        # report, not QEMU's default werror=enospc: that pauses the guest on ENOSPC
+        return ",".join([f"if=none,id={slot.drive},format=raw,werror=report,rerror=report",
+                         "file.driver=blkdebug,file.image.driver=file",
+                         f"file.image.filename={disk},file.image.locking=off", *rules])
+
+    def declared(self, drive: str, reason: str) -> bool:
+        """Whether an I/O error QEMU reported on `drive` (BLOCK_IO_ERROR: its id and the
+        strerror of its errno) is one its LUN declares, not the host's storage failing."""
+        m = _DRIVE.match(drive)
+        return m is not None and any(e.lun == int(m.group(1)) and e.reason == reason
+                                     for e in self.errors)

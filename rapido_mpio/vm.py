@@ -81,7 +81,8 @@ def boot(image: Image, scenario: Scenario, cfg: Config, run_dir: Path) -> RunRec
     run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         scratch = stack.enter_context(lifetime.scratch_dir())  # removes dead runs' too
-        topology = Topology.build(scenario.shape, str(scratch), cfg.disk_size)
+        topology = Topology.build(scenario.shape, str(scratch), cfg.disk_size,
+                                  scenario.lun_errors)
         _check_room(image, topology)
         for disk in topology.disks:
             with open(disk, "wb") as f:
@@ -157,7 +158,7 @@ def _save_rerun_script(machine: qemu.Machine, image: Image, cfg: Config,
         machine, initrd=f"{qemu.SCRATCH}/initrd",
         console_log=f"{qemu.SCRATCH}/console.log",
         topology=Topology.build(machine.topology.shape, qemu.SCRATCH,
-                                machine.topology.lun_mib),
+                                machine.topology.lun_mib, machine.topology.errors),
         proto_socket=f"{qemu.SCRATCH}/proto.sock", qmp_socket=f"{qemu.SCRATCH}/qmp.sock")
     parts = [str(run_dir.resolve() / SCENARIO_LAYER), *map(str, image.layers)]
     script = qemu.as_script(qemu.render(cfg.templates_dir, by_hand), by_hand.topology, parts)
@@ -180,17 +181,19 @@ def _converse(proc: subprocess.Popen[bytes], proto: socket.socket, qmp: socket.s
         _follow(Channel(proto, started, protocol_log), monitor, faults, cfg, record, started)
         # an error QEMU reported to the guest (not one that paused it) may have ended the
         # run with a verdict before the host looked: the verdict must not stand
-        record.host_fs = record.host_fs or _host_failure(monitor)
+        record.host_fs = record.host_fs or _host_failure(monitor, topology)
     finally:
         record.actions = faults.actions
         monitor.close()
 
 
-def _host_failure(monitor: Monitor) -> str | None:
+def _host_failure(monitor: Monitor, topology: Topology) -> str | None:
     """Why the host failed the guest's storage (a LUN's backing file could not be read or
-    written), from what QEMU reported since the last look; None if it did not."""
+    written), from what QEMU reported since the last look; None if it did not. The errors
+    a LUN declares (lun_errors: blkdebug fails them on purpose) are the scenario's own."""
     status, events = monitor.poll()
-    errors = [e for e in map(BlockIOError.from_event, events) if e is not None and e.host_side]
+    errors = [e for e in map(BlockIOError.from_event, events) if e is not None and e.host_side
+              and not topology.declared(e.device, e.reason)]
     if not errors and status != "io-error":
         return None
     how = "paused the guest" if status == "io-error" else "failed the guest's I/O"
@@ -228,7 +231,7 @@ def _follow(channel: Channel, monitor: Monitor, faults: Faults, cfg: Config,
                 continue
             if time.monotonic() < min(deadline, step_deadline):
                 # only quiet for a while: did the host's storage stop it (QEMU reports so)?
-                record.host_fs = _host_failure(monitor)
+                record.host_fs = _host_failure(monitor, faults.topology)
                 if record.host_fs:
                     return
                 continue

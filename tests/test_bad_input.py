@@ -163,6 +163,14 @@ def test_lun_too_small_for_xfs_is_refused_before_boot(tmp_path: Path) -> None:
     ("#: topology: {luns: 1}\n", ["no description"]),
     ("#: description: x\n#: env: {MPIO_LUNS: 3}\n", ["sets an MPIO_ name"]),
     ("#: description: x\n#: extends: nothing-here\n", ["No scenario 'nothing-here'"]),
+    ("#: description: x\n#: lun_errors: [{lun: 0, op: write, errno: ENOSPACE, sector: 8}]\n",
+     ["lun_errors", "'ENOSPACE' is not an errno name"]),
+    ("#: description: x\n#: lun_errors: [{lun: 1, op: write, errno: EIO, sector: 8}]\n",
+     ["lun_errors", "LUN 1 is not one of the 1 LUNs"]),
+    ("#: description: x\n#: lun_errors: [{lun: 0, op: trim, errno: EIO, sector: 8}]\n",
+     ["lun_errors", "operation 'trim'"]),
+    ("#: description: x\n#: lun_errors: [{lun: 0, errno: EIO, sector: 8}]\n",
+     ["lun_errors", "must be a list of"]),
 ])
 def test_broken_scenario_file(tmp_path: Path, header: str, words: list[str]) -> None:
     cut = tmp_path / "cut"
@@ -170,6 +178,19 @@ def test_broken_scenario_file(tmp_path: Path, header: str, words: list[str]) -> 
     (cut / "scenarios" / "x.sh").write_text(header + "mpio_check x PASS ok\n")
     p = run_cli("cut", "--cut-dir", str(cut), "--scenario", "x", cwd=tmp_path)
     assert_one_sentence(p, 255, *words)
+
+
+def test_lun_error_past_the_lun_is_refused_before_boot(tmp_path: Path) -> None:
+    """A rule blkdebug would never fire would make a scenario's target error vanish."""
+    cut = tmp_path / "cut"
+    (cut / "scenarios").mkdir(parents=True)
+    (cut / "scenarios" / "x.sh").write_text(
+        "#: description: x\n#: lun_errors: [{lun: 0, op: read, errno: ENODATA, "
+        "sector: 700000}]\nmpio_check x PASS ok\n")
+    p = run_cli("run", "--cut-dir", str(cut), "--scenario", "x", "--output-dir",
+                str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_sentence(p, 255, "sector 700000 is outside the LUN of 320 MiB", "disk_size")
+    assert not (tmp_path / "out").exists()
 
 
 def test_step_without_a_deadline_is_refused(tmp_path: Path) -> None:

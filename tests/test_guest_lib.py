@@ -293,3 +293,27 @@ multipathd() {{
   sleep 0.5; echo 'sdb: state offline, checker not called' >> {log} ) &
 mpio_settle looked mpatha 1 1 5""", tmp_path)
     assert checks(out)["looked"] == ("PASS", "1_active_1_failed")
+
+
+def test_what_tells_a_failed_path_from_a_target_error(tmp_path: Path) -> None:
+    """The helpers of the target-error scenario: the declared error's sector, the map's
+    fail counts, the paths the kernel logged failing since the scenario's mark (not before,
+    not another map's), the errors each path's device counted."""
+    (tmp_path / "lun-errors").write_text("0 write ENOSPC 245760 always\n"
+                                         "0 read ENODATA 253952 once\n")
+    (tmp_path / "io-a").write_text("8:0 remapped=5 iorequest=9 ioerr=1 overrun=0\n"
+                                   "8:16 remapped=5 iorequest=9 ioerr=0 overrun=0\n")
+    (tmp_path / "io-b").write_text("8:0 remapped=7 iorequest=11 ioerr=3 overrun=0\n"
+                                   "8:16 remapped=7 iorequest=11 ioerr=2 overrun=0\n")
+    dmesg = ("device-mapper: multipath: 254:0: Failing path 8:32.\n"
+             "rapido-mpio: scenario target-error starts\n"
+             "device-mapper: multipath: 254:1: Failing path 8:48.\n"
+             "device-mapper: multipath: 254:0: Failing path 8:0.\n")
+    (tmp_path / "dmesg").write_text(dmesg)
+    out = guest_sh(f"""
+dmsetup() {{ case $1 in status) echo "{DMSETUP.format('F')}" ;; info) echo " 254: 0" ;; esac; }}
+dmesg() {{ cat {tmp_path}/dmesg; }}
+MPIO_LUN_ERRORS={tmp_path}/lun-errors
+{{ mpio_lun_error 0 ENODATA; mpio_lun_error 0 EIO || echo none; mpio_fail_count mpatha
+   mpio_failing_paths mpatha; mpio_io_errors a b; }} >&3""", tmp_path)
+    assert out.splitlines() == ["read 253952", "none", "3", "8:0", "8:0 +2 8:16 +2"]

@@ -121,6 +121,36 @@ def test_per_path_accounting_catches_io_sent_to_a_failed_path(
     assert qemu_processes_for(tmp_path) == []
 
 
+@pytest.fixture
+def every_error_fails_the_path(tree: KernelTree) -> Iterator[None]:
+    """The tree built with a dm-mpath that takes every error for a path error."""
+    tree.git("apply", str(PATCHES / "dm-mpath-every-error-fails-the-path.patch"))
+    try:
+        tree.make()
+        yield
+    finally:
+        tree.git("checkout", "-q", "--", DM_MPATH)
+        tree.make()
+
+
+def test_no_path_failed_catches_a_target_error_taken_for_a_path_error(
+        tree: KernelTree, every_error_fails_the_path: None, tmp_path: Path) -> None:
+    """failover PASSes such a kernel (a dead path's errors are path errors anyway). The
+    target error fails every path on its way to the writer (seen: the first try gets
+    ENOSPC, the next find no path left and get EIO); target-error's no_path_failed FAILs
+    it with the fail counts and the kernel's Failing path lines."""
+    p = run_cli("run", "--output-dir", str(tmp_path), env=tree.env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = run_cli("run", "--scenario", "target-error", "--output-dir", str(tmp_path),
+                env=tree.env)
+    assert p.returncode == 1, p.stdout + p.stderr
+    checks = {c["name"]: c for c in last_result(tmp_path)["checks"]}
+    assert checks["no_path_failed"]["status"] == "FAIL", checks
+    assert re.search(r"fail_count_0>[1-9]\d*_kernel_failed_path:_8:",
+                     checks["no_path_failed"]["observed"]), checks["no_path_failed"]
+    assert qemu_processes_for(tmp_path) == []
+
+
 def test_failover_is_stable_on_the_minimal_kernel(tree: KernelTree, tmp_path: Path) -> None:
     """A good kernel PASSes every time, not once: ten runs back to back on one image."""
     p = run_cli("run", "--output-dir", str(tmp_path), "--repeat", "10", env=tree.env,

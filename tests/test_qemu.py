@@ -11,7 +11,7 @@ import pytest
 from rapido_mpio import qemu
 from rapido_mpio.config import REPO_ROOT
 from rapido_mpio.errors import SetupError
-from rapido_mpio.topology import Shape, Topology
+from rapido_mpio.topology import LunError, PathSlot, Shape, Topology
 
 
 def _machine(**over: object) -> qemu.Machine:
@@ -46,6 +46,35 @@ def test_every_lun_has_its_file_and_every_path_its_device() -> None:
     assert Shape(luns=2, paths=1).guest_table() == (
         "0 0 0QEMU_QEMU_HARDDISK_MPIO0 0:0\n1 0 0QEMU_QEMU_HARDDISK_MPIO1 0:1\n")
     assert Shape(luns=17).problems() and Shape(paths=9).problems()
+
+
+def test_a_lun_that_fails_by_itself_has_blkdebug_under_each_path() -> None:
+    """Raw over blkdebug over the file: the raw driver's write_aio event arms the rule, which
+    fails the writes covering the sector on every path of that LUN alone; errors are
+    reported to the guest (QEMU's default werror=enospc would pause it on ENOSPC)."""
+    errors = (LunError(1, "write", "ENOSPC", 786432), LunError(1, "read", "ENODATA", 8, True))
+    topology = Topology.build(Shape(luns=2), "/t/a,b", 512, errors)
+    argv = qemu.render(REPO_ROOT / "templates", _machine(topology=topology))
+    drives = [a for a in argv if a.startswith("if=none,")]
+    assert drives[:2] == [topology.drive_spec(s) for s in topology.slots[:2]]
+    assert all("blkdebug" not in d and "werror" not in d for d in drives[:2])
+    for d in drives[2:]:
+        assert "format=raw,werror=report,rerror=report,file.driver=blkdebug," in d
+        assert "file.image.filename=/t/a,,b/lun1.img,file.image.locking=off" in d
+        assert ("file.inject-error.0.event=write_aio,file.inject-error.0.iotype=write,"
+                "file.inject-error.0.errno=28,file.inject-error.0.sector=786432,"
+                "file.inject-error.0.once=off") in d
+        assert "file.inject-error.1.event=read_aio" in d and "1.errno=61" in d
+        assert "1.once=on" in d
+    # a restored path (HMP drive_add) gets the same rules under its new drive id
+    again = topology.drive_spec(PathSlot(1, 0, generation=2))
+    assert again == drives[2].replace("id=l1p0,", "id=l1p0g2,")
+    # what QEMU reports of a declared error is the scenario's, not the host's storage
+    assert topology.declared("l1p0g2", "No space left on device")
+    assert topology.declared("l1p1", "No data available")
+    assert not topology.declared("l0p0", "No space left on device")
+    assert not topology.declared("l1p0", "Input/output error")
+    assert not topology.declared("", "No space left on device")
 
 
 def test_values_stay_single_arguments() -> None:

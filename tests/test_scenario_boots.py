@@ -7,6 +7,7 @@ runs on both kernels too, so most scenarios boot again there, under every select
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,23 @@ def flapping(result: dict[str, Any], run: Path) -> None:
     assert _observed(result, "paths_after_flaps") == "2_active_0_failed"
 
 
+def target_error(result: dict[str, Any], run: Path) -> None:
+    # each try at each erroring sector got the LUN's own error, through some path, at once
+    for check, error in (("target_error_enospc", "ENOSPC_write_sector_245760:_4/4_failed_with_"
+                          "No_space_left_on_device"),
+                         ("target_error_enodata", "ENODATA_read_sector_253952:_4/4_failed_with_"
+                          "No_data_available")):
+        assert re.fullmatch(re.escape(error) + r"_slowest_[01]\.\d\ds_errors_by_path"
+                            r"(_8:\d+_\+\d+){2}", _observed(result, check)), result["checks"]
+    assert _observed(result, "no_path_failed") == "fail_count_0>0_kernel_failed_path:_none"
+    assert result["actions"] == []  # no fault: the errors were the LUN's, not the host's
+    kmsg = (run / "kmsg.txt").read_text()
+    # the kernel names the blk_status_t: BLK_STS_NOSPC, BLK_STS_MEDIUM
+    assert "critical space allocation error, dev dm-" in kmsg
+    assert "critical medium error, dev dm-" in kmsg
+    assert "Failing path" not in kmsg
+
+
 PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
     "failover-offline": None,
     "reinstate": reinstate,
@@ -91,9 +109,11 @@ PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
     "offline-one-by-one": offline_one_by_one,
     "offline-one-by-one-small": None,
     "flapping": flapping,
+    "target-error": target_error,
 }
 CONTROLS = ["all-paths-lost", "no-second-path", "reinstate-skipped", "all-paths-down-unqueued",
-            "all-paths-down-queued", "offline-one-by-one-too-far", "flapping-alone"]
+            "all-paths-down-queued", "offline-one-by-one-too-far", "flapping-alone",
+            "target-error-path-lost"]
 # every scenario boots at least once on each kernel: in the default matrix (which judges its
 # controls too, and where the checks above apply to its runs), or else alone
 IN_MATRIX = {c.scenario for c in matrix.load(

@@ -9,7 +9,9 @@ import pytest
 
 from rapido_mpio import scenario
 from rapido_mpio.config import REPO_ROOT
+from rapido_mpio.errors import SetupError
 from rapido_mpio.protocol import FAULTS
+from rapido_mpio.topology import LunError, guest_errors
 
 from .conftest import TEST_SCENARIOS, cut_dir_with_test_scenarios
 
@@ -51,6 +53,26 @@ def test_variant_lays_its_declarations_over_its_base(cut_dir: Path) -> None:
     assert variant.expect_fail and not base.expect_fail
     env = variant.guest_env()
     assert env["MPIO_STEP_fault"] == "35" and env["MPIO_PATHS"] == "2"
+
+
+def test_lun_errors_are_read_from_the_header_and_reach_the_guest(tmp_path: Path) -> None:
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "base.sh").write_text(
+        "#: description: x\n#: topology: {luns: 2, paths: 2}\n#: lun_errors:\n"
+        "#:   - {lun: 1, op: write, errno: ENOSPC, sector: 786432}\n"
+        "#:   - {lun: 1, op: read, errno: ENODATA, sector: 8, once: true}\n"
+        "mpio_check x PASS ok\n")
+    (tmp_path / "scenarios" / "variant.sh").write_text(
+        "#: extends: base\n#: description: y\n")
+    sc = scenario.load(tmp_path, "base")
+    assert sc.lun_errors == (LunError(1, "write", "ENOSPC", 786432),
+                             LunError(1, "read", "ENODATA", 8, once=True))
+    assert scenario.load(tmp_path, "variant").lun_errors == sc.lun_errors
+    assert guest_errors(sc.lun_errors) == "1 write ENOSPC 786432 always\n1 read ENODATA 8 once\n"
+    sc.check_settings(385)
+    with pytest.raises(SetupError, match="sector 786432 is outside the LUN of 320 MiB"):
+        sc.check_settings(320)
+    assert scenario.load(tmp_path, "base").lun_errors[0].reason == "No space left on device"
 
 
 def test_test_only_scenarios_are_not_shipped() -> None:

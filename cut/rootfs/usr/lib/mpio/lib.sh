@@ -616,3 +616,37 @@ mpio_kmsg_mark() { echo "rapido-mpio: scenario $MPIO_SCENARIO starts" > /dev/kms
 mpio_kmsg_send() {
 	dmesg -r | awk '/rapido-mpio: scenario .* starts/ { on = 1 } on' | mpio_send kmsg
 }
+
+# --- a LUN's own errors (lun_errors: the same on every path) -------------------------------
+
+MPIO_LUN_ERRORS=${MPIO_LUN_ERRORS:-/etc/mpio/lun-errors}
+
+# mpio_lun_error LUN ERRNO: "OPERATION SECTOR" of the error the scenario declares for LUN
+# (the host fails every such request covering SECTOR, on every path); fails if none
+mpio_lun_error() {
+	awk -v l="$1" -v e="$2" '$1 == l && $3 == e { print $2, $4; found = 1; exit } END { exit !found }' "$MPIO_LUN_ERRORS"
+}
+
+# mpio_fail_count MAP: the sum of dm-multipath's per-path fail counts in MAP's status (each
+# path's count grows every time the kernel fails it, and never shrinks)
+mpio_fail_count() {
+	dmsetup status --target multipath "$1" 2>/dev/null |
+		awk '{ for (i = 1; i < NF - 1; i++) if ($i ~ /^[0-9]+:[0-9]+$/) n += $(i + 2) } END { print n + 0 }'
+}
+
+# mpio_failing_paths MAP: the paths the kernel logged "Failing path" for in MAP since the
+# scenario started, space-separated (empty: none)
+mpio_failing_paths() {
+	mm=$(dmsetup info -c --noheadings -o major,minor --separator : "$1" 2>/dev/null | tr -d ' ')
+	dmesg | awk -v m="multipath: $mm: Failing path" '/rapido-mpio: scenario .* starts/ { on = 1 }
+		on && index($0, m) { p = $NF; sub(/\.$/, "", p); out = out (out ? " " : "") p }
+		END { print out }'
+}
+
+# mpio_io_errors FROM TO: the errors SCSI counted on each path's device between I/O
+# snapshots FROM and TO (mpio_io_snapshot), e.g. "8:0 +2 8:16 +2"
+mpio_io_errors() {
+	awk 'FILENAME == ARGV[1] { split($4, e, "="); n[$1] = e[2]; next }
+		{ split($4, e, "="); printf "%s%s +%d", sep, $1, e[2] - n[$1]; sep = " " } END { print "" }' \
+		"$MPIO_RUN/io-$1" "$MPIO_RUN/io-$2"
+}
