@@ -25,7 +25,24 @@ pytestmark = pytest.mark.integration
 
 
 def _actions(result: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(a["action"], a["detail"]) for a in result["actions"]]
+    """The faults, without the roles the guest resolved them from (action "target")."""
+    return [(a["action"], a["detail"]) for a in result["actions"] if a["action"] != "target"]
+
+
+def _target(result: dict[str, Any], role: str) -> list[str]:
+    """The one role the scenario aimed its fault by, resolved: the paths it named, each of
+    which the fault then took."""
+    (target,) = [a["args"] for a in result["actions"] if a["action"] == "target"]
+    assert target[0] == role, target
+    paths: list[str] = target[2].removeprefix("paths=").split("+")
+    faulted = [a["args"][1] for a in result["actions"] if a["action"] in
+               ("fail_path", "remove_path", "offline_path")]
+    assert faulted == paths, result["actions"]
+    return paths
+
+
+def failover(result: dict[str, Any], run: Path) -> None:
+    _target(result, "active")
 
 
 def _observed(result: dict[str, Any], check: str) -> str:
@@ -35,14 +52,15 @@ def _observed(result: dict[str, Any], check: str) -> str:
 def reinstate(result: dict[str, Any], run: Path) -> None:
     (fail, _), (restore, detail) = _actions(result)
     assert (fail, restore) == ("fail_path", "restore_path")
+    (path,) = _target(result, "active")
     # the dead device is removed first (its drive is gone), then a new one takes its place
-    assert "DEVICE_DELETED after" in detail and "device_add l0p0g1dev" in detail
+    assert "DEVICE_DELETED after" in detail and f"device_add l0p{path}g1dev" in detail
     assert _observed(result, "paths_after_restore") == "2_active_0_failed"
     assert "active ready" in (run / "multipath-restored.txt").read_text()
 
 
 def reinstate_online(result: dict[str, Any], run: Path) -> None:
-    assert [(a["action"], a["detail"]) for a in result["actions"]] == [
+    assert _actions(result) == [
         ("offline_path", "in the guest"), ("online_path", "in the guest")]
 
 
@@ -99,7 +117,45 @@ def target_error(result: dict[str, Any], run: Path) -> None:
     assert "Failing path" not in kmsg
 
 
+def failover_group(result: dict[str, Any], run: Path) -> None:
+    _target(result, "active")
+    assert "_moved_" in _observed(result, "active_group")
+
+
+def failover_standby(result: dict[str, Any], run: Path) -> None:
+    _target(result, "standby")
+    assert "_same_" in _observed(result, "active_group")
+
+
+def failback(result: dict[str, Any], run: Path) -> None:
+    # path 0 (target 0) is the priority-50 group, alone, and the kernel started there
+    (path,) = _target(result, "active")
+    assert path == "0"
+    assert re.fullmatch(r"1:active:8:\d+_50_2:standby:8:\d+_10\+8:\d+_10",
+                        _observed(result, "prio_groups"))
+    assert "_has_" in _observed(result, "failback")
+
+
+def failback_manual(result: dict[str, Any], run: Path) -> None:
+    _target(result, "active-group")
+    assert "_same_" in _observed(result, "failback")
+
+
+def switchgroup(result: dict[str, Any], run: Path) -> None:
+    for i in (1, 2, 3):
+        assert _observed(result, f"switch_{i}").startswith("active_group_")
+        assert re.fullmatch(r"group_8:\d+_\+64;_others:(_8:\d+_\+0){2}",
+                            _observed(result, f"io_{i}"))
+
+
 PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
+    "failover": failover,
+    "failover-group": failover_group,
+    "failover-standby": failover_standby,
+    "failback": failback,
+    "failback-online": failback,
+    "failback-manual": failback_manual,
+    "switchgroup": switchgroup,
     "failover-offline": None,
     "reinstate": reinstate,
     "reinstate-online": reinstate_online,
@@ -113,7 +169,8 @@ PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
 }
 CONTROLS = ["all-paths-lost", "no-second-path", "reinstate-skipped", "all-paths-down-unqueued",
             "all-paths-down-queued", "offline-one-by-one-too-far", "flapping-alone",
-            "target-error-path-lost"]
+            "target-error-path-lost", "switchgroup-skipped", "failback-refused",
+            "failback-equal-prio"]
 # every scenario boots at least once on each kernel: in the default matrix (which judges its
 # controls too, and where the checks above apply to its runs), or else alone
 IN_MATRIX = {c.scenario for c in matrix.load(

@@ -78,16 +78,18 @@ down=$faulted
 [ "$FAULT" = remove_path ] && down=0
 mpio_settle paths_after_fault "$map" "$((WANT_PATHS - faulted))" "$down" "$FAIL_WAIT"
 mpio_io_snapshot settled "$map"
-group_after=$(mpio_group_devs "$map")
-if [ "$EXPECT_GROUP" != any ] && mpio_requires active_group paths_after_fault; then
-	mpio_check_group active_group "$map" "$EXPECT_GROUP" "$group_before"
-fi
 
 # 5. the data survives; then more is written, so that reads and writes both go through the
 # surviving paths
 mpio_step data
 mpio_check_data data_intact && timeout 30 dd if=/dev/urandom of=/mnt/more bs=64k count=16 conv=fsync 2>/dev/null
 mpio_io_snapshot end "$map"
+# the group the kernel sends I/O to, read once I/O has gone there since the fault (with
+# no I/O yet, dm may have no current group, and its status then names group 1)
+group_after=$(mpio_group_devs "$map")
+if [ "$EXPECT_GROUP" != any ] && mpio_requires active_group paths_after_fault; then
+	mpio_check_group active_group "$map" "$EXPECT_GROUP" "$group_before"
+fi
 if [ "$EXPECT_GROUP" != any ] && mpio_requires group_io paths_after_fault; then
 	# same: the group the I/O went to before the fault; moved: the one the kernel chose
 	mpio_check_group_io group_io "$map" settled end "$([ "$EXPECT_GROUP" = same ] && echo "$group_before")"

@@ -629,10 +629,7 @@ mpio_lun_error() {
 
 # mpio_fail_count MAP: the sum of dm-multipath's per-path fail counts in MAP's status (each
 # path's count grows every time the kernel fails it, and never shrinks)
-mpio_fail_count() {
-	dmsetup status --target multipath "$1" 2>/dev/null |
-		awk '{ for (i = 1; i < NF - 1; i++) if ($i ~ /^[0-9]+:[0-9]+$/) n += $(i + 2) } END { print n + 0 }'
-}
+mpio_fail_count() { mpio_groups "$1" | awk '{ n += $5 } END { print n + 0 }'; }
 
 # mpio_failing_paths MAP: the paths the kernel logged "Failing path" for in MAP since the
 # scenario started, space-separated (empty: none)
