@@ -33,6 +33,15 @@ def temp_beside(target: Path, suffix: str = "") -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
+def link_atomic(link: Path, target: str) -> None:
+    """link points at target, replaced in one step: a reader sees the old link or the new
+    one, never none (unlink-then-symlink left a moment without)."""
+    with temp_beside(link) as tmp:
+        tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+
+
 def write_atomic(path: Path, data: bytes, place: Place | None = None) -> None:
     """path holds either its old content or `data`, never a part, whoever writes at once.
     `place` says what a full disk there means (default: the cache)."""

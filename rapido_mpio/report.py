@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from rapido_mpio import protocol
+from rapido_mpio import files, protocol
 from rapido_mpio.image import Image
 from rapido_mpio.verdict import Verdict
 from rapido_mpio.vm import RunRecord
@@ -85,9 +85,7 @@ def save(record: RunRecord, verdict: Verdict, image: Image, output_dir: Path,
         raise
     last = output_dir / "last"
     with contextlib.suppress(OSError):
-        if last.is_symlink() or last.exists():
-            last.unlink()
-        os.symlink(os.path.relpath(record.run_dir, output_dir), last)
+        files.link_atomic(last, os.path.relpath(record.run_dir, output_dir))
     return path
 
 
