@@ -317,3 +317,21 @@ MPIO_LUN_ERRORS={tmp_path}/lun-errors
 {{ mpio_lun_error 0 ENODATA; mpio_lun_error 0 EIO || echo none; mpio_fail_count mpatha
    mpio_failing_paths mpatha; mpio_io_errors a b; }} >&3""", tmp_path)
     assert out.splitlines() == ["read 253952", "none", "3", "8:0", "8:0 +2 8:16 +2"]
+
+
+@pytest.mark.parametrize("status, prios, verdict, observed", [
+    # the best group active though listed second (multipathd switched to it, no reload)
+    ("st-group2-current", "8:0 10\n8:16 50\n8:32 10", "PASS",
+     "1:standby:8:0_10_2:active:8:16_50_3:standby:8:32_10"),
+    ("st-group2-current", "8:0 50\n8:16 10\n8:32 10", "FAIL",
+     "the_active_group_is_not_the_best"),
+    ("rr-multibus", "8:0 10\n8:16 10\n8:32 10", "FAIL", "one_group"),
+    ("rr-multibus", "8:0 10\n8:16 50\n8:32 10", "FAIL", "group_1_mixes_priorities"),
+])
+def test_groups_follow_the_priorities(tmp_path: Path, status: str, prios: str, verdict: str,
+                                      observed: str) -> None:
+    out = guest_sh(groups_guest(GROUPS[status], tmp_path)
+                   + f"multipathd() {{ printf '{prios}\\n'; }}\n"
+                   + "mpio_check_prio_groups prio_groups mpatha", tmp_path)
+    status_seen, seen = checks(out)["prio_groups"]
+    assert status_seen == verdict and observed in seen, seen
