@@ -180,6 +180,10 @@ GROUPS = {
     "rr-no-io-yet": "0 655360 multipath 2 0 0 1 alua 3 3 E 0 1 0 8:0 A 0 "
                     "E 0 1 0 8:16 F 2 E 0 1 0 8:32 A 0",
     "rr-multibus": "0 655360 multipath 2 0 0 0 1 1 A 0 3 0 8:0 F 1 8:16 A 0 8:32 A 0",
+    # historical-service-time: the group's selector status is "2 WEIGHT THRESHOLD", each
+    # path's three numbers (service time, outstanding, stale after)
+    "hst-multibus": "0 655360 multipath 2 0 0 0 1 1 A 2 10 5 3 3 8:0 F 1 0 0 0 "
+                    "8:16 A 0 17 0 2 8:32 A 0 9 1 2",
 }
 
 
@@ -216,6 +220,8 @@ def test_groups_are_read_whatever_the_selector_reports(tmp_path: Path) -> None:
     ("rr-no-io-yet", "active-group", "2"),
     ("rr-multibus", "active", "1"),  # the first path dm has up, not the failed 8:0
     ("rr-multibus", "active-group", "0 1 2"),
+    ("hst-multibus", "active", "1"),
+    ("hst-multibus", "active-group", "0 1 2"),
 ])
 def test_a_role_resolves_from_the_kernels_view(tmp_path: Path, status: str, role: str,
                                               paths: str) -> None:

@@ -178,8 +178,9 @@ mpio_groups() {
 		i = 4; i += $i + 1; i += $i + 1    # skip the features, then the hardware handler
 		groups = $i; next_pg = $(i + 1); i += 2
 		for (g = 1; g <= groups; g++) {
-			# the group: its state, the selector status (one word), #paths, #info args
-			state = $i; paths = $(i + 2); info = $(i + 3); i += 4
+			# the group: its state, the selector status (a count, then that many words:
+			# "0" for most, "2 W T" for historical-service-time), #paths, #info args
+			state = $i; i += 2 + $(i + 1); paths = $i; info = $(i + 1); i += 2
 			for (p = 0; p < paths; p++) { print g, state, $i, $(i + 1), $(i + 2), next_pg; i += 3 + info }
 		}
 	}'
