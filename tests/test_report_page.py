@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -79,7 +80,9 @@ def test_page_in_chromium(real_matrix: tuple[MatrixResult, Path], tmp_path: Path
     booted = [r for r in m.results if r.run_dir]
     assert dom.stdout.count('class="timeline"') == 1 + len(booted)  # the legend, each run
     assert dom.stdout.count('<tr class="combination ') == len(m.results)
-    assert "fail_path 0 0" in dom.stdout and "restore_path 0 0" in dom.stdout
+    # (path 0 or 1: the fault is aimed at the active group's path, wherever udev put it)
+    assert re.search(r"fail_path 0 [01]", dom.stdout) and re.search(r"restore_path 0 [01]",
+                                                                     dom.stdout)
 
     png = tmp_path / "matrix.png"
     shot = chromium(f"--screenshot={png}", index.as_uri(), tmp=tmp_path)
