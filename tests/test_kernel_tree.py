@@ -87,16 +87,23 @@ def test_run_and_make_from_the_tree_you_stand_in(tree: KernelTree, tmp_path: Pat
 PATCHES = Path(__file__).resolve().parent / "patches"
 
 
-@pytest.fixture
-def keeps_selecting_failed_path(tree: KernelTree) -> Iterator[None]:
-    """The tree built with a dm-mpath that keeps sending I/O to a failed path."""
-    tree.git("apply", str(PATCHES / "dm-mpath-keep-selecting-failed-path.patch"))
+def built_with(tree: KernelTree, *patches: str) -> Iterator[None]:
+    """The tree built with `patches` (files of tests/patches/, all on dm-mpath.c) applied,
+    for the length of a fixture; then put back and built again."""
+    for patch in patches:
+        tree.git("apply", str(PATCHES / patch))
     try:
         tree.make()
         yield
     finally:
         tree.git("checkout", "-q", "--", DM_MPATH)
         tree.make()
+
+
+@pytest.fixture
+def keeps_selecting_failed_path(tree: KernelTree) -> Iterator[None]:
+    """The tree built with a dm-mpath that keeps sending I/O to a failed path."""
+    yield from built_with(tree, "dm-mpath-keep-selecting-failed-path.patch")
 
 
 def test_per_path_accounting_catches_io_sent_to_a_failed_path(
@@ -148,14 +155,7 @@ CAUGHT: dict[str, dict[str, tuple[set[str], set[str]]]] = {
 @pytest.fixture
 def regressions(tree: KernelTree) -> Iterator[None]:
     """The tree built with every patch of CAUGHT applied."""
-    for patch in CAUGHT:
-        tree.git("apply", str(PATCHES / patch))
-    try:
-        tree.make()
-        yield
-    finally:
-        tree.git("checkout", "-q", "--", DM_MPATH)
-        tree.make()
+    yield from built_with(tree, *CAUGHT)
 
 
 def test_each_regression_fails_only_the_checks_made_for_it(
