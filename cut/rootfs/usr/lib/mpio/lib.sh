@@ -559,6 +559,8 @@ mpio_trace_start() {
 	[ -w "$MPIO_TRACE/events/block/block_rq_remap/enable" ] || return 1
 	echo 4096 > "$MPIO_TRACE/buffer_size_kb"
 	echo 1 > "$MPIO_TRACE/events/block/block_rq_remap/enable"
+	# a bio-based map (queue_mode bio) sends its paths bios, not requests
+	echo 1 > "$MPIO_TRACE/events/block/block_bio_remap/enable"
 }
 
 # mpio_io_snapshot LABEL MAP: "DEV remapped=N iorequest=N ioerr=N" per path of MAP, kept
@@ -566,7 +568,7 @@ mpio_trace_start() {
 mpio_io_snapshot() {
 	out=$MPIO_RUN/io-$1
 	overrun=$(cat "$MPIO_TRACE"/per_cpu/cpu*/stats 2>/dev/null | awk '$1 == "overrun:" { n += $2 } END { print n + 0 }')
-	awk '{ for (i = 1; i < NF; i++) if ($i == "block_rq_remap:") { split($(i + 1), d, ","); n[d[1] ":" d[2]]++ } }
+	awk '{ for (i = 1; i < NF; i++) if ($i == "block_rq_remap:" || $i == "block_bio_remap:") { split($(i + 1), d, ","); n[d[1] ":" d[2]]++ } }
 		END { for (p in n) print p, n[p] }' "$MPIO_TRACE/trace" 2>/dev/null > "$out.remap"
 	: > "$out"
 	for dev in $(mpio_path_states "$2" | awk '{ print $1 }'); do
@@ -618,6 +620,20 @@ mpio_kmsg_mark() { echo "rapido-mpio: scenario $MPIO_SCENARIO starts" > /dev/kms
 # the host can tell the kernel's own messages (facility 0) from userspace writes
 mpio_kmsg_send() {
 	dmesg -r | awk '/rapido-mpio: scenario .* starts/ { on = 1 } on' | mpio_send kmsg
+}
+
+# mpio_gcov_send: when the kernel counts coverage of dm-multipath and its path selectors
+# (rapido-mpio matrix --coverage builds it so), each file's counters (.gcda in debugfs) as
+# block gcov-NAME, base64: the channel carries lines of text
+mpio_gcov_send() {
+	grep -q ' /sys/kernel/debug debugfs ' /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+	find /sys/kernel/debug/gcov -path '*/drivers/md/dm-*.gcda' 2>/dev/null | while read -r f; do
+		case ${f##*/} in
+		dm-mpath.gcda | dm-path-selector.gcda | dm-ps-*.gcda)
+			_gc_name=${f##*/}
+			base64 < "$f" | mpio_send "gcov-${_gc_name%.gcda}" ;;
+		esac
+	done
 }
 
 # --- a LUN's own errors (lun_errors: the same on every path) -------------------------------
