@@ -10,7 +10,7 @@ KERNEL_SRC ?=
 SCENARIO  ?=
 ARGS      := $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(KERNEL_BUILD),--kernel-build $(KERNEL_BUILD)) $(if $(SCENARIO),--scenario $(SCENARIO))
 
-.PHONY: setup mpio-cut mpio-boot mpio-run mpio-matrix mpio-kconfig test unit lint bench
+.PHONY: setup mpio-cut mpio-boot mpio-run mpio-matrix mpio-coverage mpio-kconfig test unit lint bench
 
 setup:
 	$(HERE)scripts/setup.sh
@@ -29,6 +29,11 @@ mpio-run:
 # and index.html in the output directory. SHARD=I/N runs one slice; KCIDB=file adds KCIDB JSON.
 mpio-matrix:
 	$(MPIO) matrix $(MATRIX) $(ARGS) $(if $(SHARD),--shard $(SHARD)) $(if $(KCIDB),--kcidb $(KCIDB))
+
+# The matrix on a gcov build of KERNEL_SRC (in the cache), and the coverage of dm-multipath
+# it reached: coverage/coverage.txt and coverage/html/index.html in the output directory.
+mpio-coverage:
+	$(MPIO) matrix --coverage $(MATRIX) $(ARGS) $(if $(SHARD),--shard $(SHARD))
 
 # Everything CI runs: lint, type check, unit tests and real boots.
 test: lint

@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="print the combinations, one id per line, and run nothing")
             p.add_argument("--shard", metavar="I/N",
                            help="run only slice I of N (stable: the same on every machine)")
+            p.add_argument("--coverage", action="store_true",
+                           help="build the kernel tree with gcov on dm-mpath.c and the path "
+                           "selectors (a copy in the cache; your build is only read), run the "
+                           "matrix on it and report the functions and lines it reached")
         if name == "merge":
             p.add_argument("parts", nargs="+", type=Path, metavar="MATRIX_JSON",
                            help="the shards' matrix.json files")
@@ -116,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    confirm=args.confirm)
             bisect.print_result(result, sys.stdout)
             return bisect.exit_code(result)
+        if args.command == "matrix" and args.coverage and not args.list:
+            return int(runner.coverage(cfg, args.file, args.shard, args.kcidb))
         if args.command == "matrix":
             return int(runner.matrix(cfg, args.file, args.shard, args.list, args.kcidb))
         if args.command == "merge":

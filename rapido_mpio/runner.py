@@ -274,6 +274,36 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
         return result.exit_code
 
 
+def coverage(cfg: Config, file: Path | None, shard: str | None = None,
+             kcidb: Path | None = None, out: TextIO = sys.stdout,
+             log: TextIO = sys.stderr) -> ExitCode:
+    """The matrix on a gcov build of the tree (made in the cache), then the coverage of
+    dm-multipath it reached. The exit code is the matrix's: its verdicts still stand."""
+    from rapido_mpio import coverage as cov
+    from rapido_mpio import gcovbuild, results
+
+    if cfg.kernel_src is None and cfg.kernel_build is None:
+        raise SetupError("Coverage needs a kernel tree to build with gcov; Debian's kernel "
+                         "has no counters.",
+                         hint="Give one with --kernel-src (KERNEL_SRC), or run from it.")
+    built = gcovbuild.ensure(cfg, log)
+    print(f"rapido-mpio: gcov build ready in {built.seconds:.0f}s: {built.build}", file=log)
+    code = matrix(cfg.replace(kernel_src=built.src, kernel_build=built.build), file, shard,
+                  kcidb=kcidb, out=out, log=log)
+    ran = results.MatrixResult.read(cfg.output_dir / "matrix.json")
+    report = cov.collect(ran, cfg.output_dir, built, cfg.output_dir / "coverage")
+    total = report.total()
+    print(f"rapido-mpio: coverage of dm-multipath: {total.functions_hit}/{total.functions} "
+          f"functions, {total.lines_hit}/{total.lines} lines, from {len(report.counted)} "
+          f"combinations; {len(report.unreached)} functions not reached", file=out)
+    for f in report.files:
+        print(f"  {f.file}: {f.functions_hit}/{f.functions} functions, "
+              f"{f.lines_hit}/{f.lines} lines", file=out)
+    print(f"  report: {cfg.output_dir / 'coverage' / 'coverage.txt'}, line by line: "
+          f"{cfg.output_dir / 'coverage' / 'html' / 'index.html'}", file=out)
+    return code
+
+
 def merge(cfg: Config, parts: list[Path], kcidb: Path | None = None,
           out: TextIO = sys.stdout) -> ExitCode:
     """Shards' matrix.json joined into one report, with every run directory still linked."""
