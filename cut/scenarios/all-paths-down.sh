@@ -11,7 +11,10 @@
 #:   }
 #: env:
 #:   EXPECT: queue      # queue: the writer blocks, then completes; fail: it gets I/O errors
-#:                      # and the filesystem shuts down (no_path_retry fail)
+#:                      # and the filesystem shuts down (no_path_retry fail); timeout: it
+#:                      # blocks, then gets them once the kernel's queueing timeout ends
+#:                      # the queueing, and the filesystem shuts down
+#:   NOPATH_TIMEOUT: 0  # dm_multipath's queue_if_no_path_timeout_secs for the run (0: off)
 #:   FAULT: fail_path   # fail_path (host: drive_del) or offline (the guest's sysfs)
 #:   PAYLOAD_MIB: 16    # the writer's data (4 KiB direct writes: it is still running when
 #:                      # the last path goes)
@@ -31,6 +34,9 @@ payload_sum=$(sha256sum /run/payload | cut -d' ' -f1)
 
 # the first path goes, the writer starts, the last path goes while it runs
 mpio_step fault
+# the kernel's own way out of queueing when multipathd does not come (dm-mpath.c)
+[ "$NOPATH_TIMEOUT" = 0 ] ||
+	echo "$NOPATH_TIMEOUT" > /sys/module/dm_multipath/parameters/queue_if_no_path_timeout_secs
 pull() {
 	case $FAULT in
 	offline) mpio_offline_path 0 "$1" ;;
@@ -48,9 +54,16 @@ writer_ended() {
 }
 writer_wait() { writer_ended || { wait "$writer"; writer_exit=$?; }; }
 pull 0
-dd if=/run/payload of=/mnt/payload bs=4k oflag=direct conv=fsync 2>/run/mpio/writer.err &
+# (its end on the guest's clock, for when its error came)
+(
+	dd if=/run/payload of=/mnt/payload bs=4k oflag=direct conv=fsync 2>/run/mpio/writer.err
+	rc=$?
+	mpio_uptime_cs > /run/mpio/writer.end
+	exit "$rc"
+) &
 writer=$!
 pull 1
+pulled=$(mpio_uptime_cs)
 # in flight: still running, or already ended by the lost paths (with no_path_retry fail
 # that takes milliseconds); a writer that ended well had finished before the last pull
 if ! writer_ended || [ "$writer_exit" != 0 ]; then
@@ -71,16 +84,22 @@ queue)
 	else
 		mpio_check writer_blocked FAIL "writer exited $writer_exit with every path down: $(head -c 80 /run/mpio/writer.err)"
 	fi ;;
-fail)
+fail | timeout)
 	began=$(mpio_uptime_cs)
 	mpio_wait_for "$ERROR_WAIT" writer_ended
 	took=$((($(mpio_uptime_cs) - began) / 100))
+	# timeout: the error must come from the timer, not before it (the writer held queued
+	# for the timeout, counted from the last pull)
+	held=$((($(cat /run/mpio/writer.end 2>/dev/null || mpio_uptime_cs) - pulled) / 100)) early=0
+	[ "$EXPECT" = timeout ] && [ "$held" -lt $((NOPATH_TIMEOUT - 1)) ] && early=1
 	if ! writer_ended; then
 		mpio_check writer_failed FAIL "still blocked after ${ERROR_WAIT}s"
-	elif [ "$writer_exit" != 0 ]; then
-		mpio_check writer_failed PASS "exit $writer_exit within ${took}s: $(head -c 60 /run/mpio/writer.err)"
-	else
+	elif [ "$writer_exit" = 0 ]; then
 		mpio_check writer_failed FAIL "the writer completed with every path down"
+	elif [ "$early" = 1 ]; then
+		mpio_check writer_failed FAIL "exit $writer_exit ${held}s after the last path went, before the ${NOPATH_TIMEOUT}s timeout"
+	else
+		mpio_check writer_failed PASS "exit $writer_exit within ${took}s (${held}s after the last path went): $(head -c 60 /run/mpio/writer.err)"
 	fi
 	# the filesystem meets the lost paths itself: new metadata must reach the log
 	if mpio_requires fs_shutdown writer_failed; then
@@ -112,7 +131,7 @@ queue)
 		mpio_expect payload_intact "$payload_sum" "${got:-unreadable}"
 	fi
 	mpio_requires data_intact writer_completed && mpio_check_data data_intact ;;
-fail)
+fail | timeout)
 	# judged before the restore; a writer still blocked ends now that a path is back
 	writer_wait ;;
 esac

@@ -20,6 +20,8 @@
 #:                     # address), online (the guest's sysfs: the same device), skip (the
 #:                     # restore checks without a restore: a negative control) or none
 #:   WANT_PATHS: 2     # paths the map must have before the fault
+#:   MAP_TABLE_HAS: '' # words the kernel's table of the map must hold (a mode the scenario
+#:                     # asks multipath.conf for, e.g. "queue_mode bio"): check map_table
 #:   DATA_MIB: 4       # data written (and checksummed) before the fault
 #:   MAP_WAIT: 30      # seconds for the map to show all paths, settled
 #:   FAIL_WAIT: 15     # seconds for the failure to settle in the kernel and multipathd
@@ -36,6 +38,13 @@ mpio_map_with_xfs 0 "$WANT_PATHS" "$MAP_WAIT" || return 0
 map=$(mpio_lun_map 0)
 mpio_io_snapshot before "$map"
 [ "$CHECK_PRIO" = yes ] && mpio_check_prio_groups prio_groups "$map"
+if [ -n "$MAP_TABLE_HAS" ]; then  # asked for is not applied: multipathd may refuse a setting
+	table=$(dmsetup table "$map")
+	case " $table " in
+	*" $MAP_TABLE_HAS "*) mpio_check map_table PASS "$MAP_TABLE_HAS" ;;
+	*) mpio_check map_table FAIL "no '$MAP_TABLE_HAS' in table: $table" ;;
+	esac
+fi
 
 # 2. the fault lands while a direct-I/O writer is in flight, so data I/O, not multipathd's
 # checker, is what meets the failed path first (a kernel that fails such I/O instead of
