@@ -1,5 +1,6 @@
 """A real kernel tree for the tests: Debian's linux-source-6.1 as a git repository, built
-minimal with kconfig/mpio.config, cached between test runs.
+minimal with kconfig/mpio.config (and tests/data/test-kernel.config), cached between test
+runs.
 
 The cache is keyed by the source package's version and the fragment's content, so CI pays
 the ~5 minute untar, git and build once per machine. Location: $RAPIDO_MPIO_TEST_KERNELS,
@@ -21,6 +22,7 @@ from rapido_mpio.config import load
 from rapido_mpio.kernel import FRAGMENT
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+TEST_FRAGMENT = Path(__file__).resolve().parent / "data" / "test-kernel.config"
 BASE = "mpio-base"  # the branch holding the unmodified source
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "rapido-mpio tests", "GIT_AUTHOR_EMAIL": "tests@rapido-mpio.invalid",
@@ -70,7 +72,7 @@ def source_version() -> str:
 
 def ensure() -> KernelTree:
     """The cached tree, made (untar, git, kconfig --minimal, build) if it is not there."""
-    key = hashlib.sha256(FRAGMENT.read_bytes()).hexdigest()[:10]
+    key = hashlib.sha256(FRAGMENT.read_bytes() + TEST_FRAGMENT.read_bytes()).hexdigest()[:10]
     root = cache_root() / f"linux-source-6.1_{source_version()}-{key}"
     tree = KernelTree(root / "src", root / "build")
     if (root / ".complete").exists():
@@ -88,6 +90,7 @@ def ensure() -> KernelTree:
     tree.git("commit", "-q", "-m", f"linux-source-6.1 {source_version()}")
     cfg = load({"kernel_src": str(tree.src), "kernel_build": str(tree.build)}, environ={})
     kbuild.kconfig(cfg, minimal=True)
+    kbuild.kconfig(cfg, minimal=False, fragment=TEST_FRAGMENT)
     tree.make()
     (root / ".complete").write_text("")
     return tree

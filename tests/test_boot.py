@@ -86,10 +86,11 @@ def test_guest_that_never_reports_is_untestable(out: Path) -> None:
 
 
 def test_failover_is_stable_on_default_kernel(out: Path) -> None:
-    """A good kernel PASSes every time, not once: ten runs back to back on one image."""
-    p = run_cli("boot", "--output-dir", str(out), "--repeat", "10", timeout=900)
+    """A good kernel PASSes every time, not once: six runs back to back on one image (the
+    default matrix boots failover four more times; the README gives the longer counts)."""
+    p = run_cli("boot", "--output-dir", str(out), "--repeat", "6", timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "failover: 10/10 PASS" in p.stdout
+    assert "failover: 6/6 PASS" in p.stdout
     assert qemu_processes_for(out) == []
 
 

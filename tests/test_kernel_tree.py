@@ -149,6 +149,18 @@ CAUGHT: dict[str, dict[str, tuple[set[str], set[str]]]] = {
     "dm-mpath-every-error-fails-the-path.patch": {
         "target-error": ({"no_path_failed"}, {"target_error_enospc", "target_error_enodata"}),
     },
+    # a disabled group keeps the I/O: dm does not choose again after disable_group
+    "dm-mpath-bypass-keeps-the-group.patch": {
+        "disable-group": ({"group_moved", "io_moved"}, set()),
+    },
+    # bio-based maps only: a bio that failed on one path gets its error while others are left
+    "dm-mpath-bio-error-with-paths-left.patch": {
+        "failover-bio": ({"io_after_fault"}, {"data_intact", "path_io"}),
+    },
+    # the queueing timeout's timer is never armed with every path down
+    "dm-mpath-nopath-timeout-never-armed.patch": {
+        "all-paths-down-timeout": ({"writer_failed"}, {"fs_shutdown"}),
+    },
 }
 
 
@@ -185,12 +197,13 @@ def test_each_regression_fails_only_the_checks_made_for_it(
 
 
 def test_failover_is_stable_on_the_minimal_kernel(tree: KernelTree, tmp_path: Path) -> None:
-    """A good kernel PASSes every time, not once: ten runs back to back on one image."""
-    p = run_cli("run", "--output-dir", str(tmp_path), "--repeat", "10", env=tree.env,
+    """A good kernel PASSes every time, not once: six runs back to back on one image (the
+    default matrix boots failover four more times; the README gives the longer counts)."""
+    p = run_cli("run", "--output-dir", str(tmp_path), "--repeat", "6", env=tree.env,
                 timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "failover: 10/10 PASS" in p.stdout
-    assert len(re.findall(r"^run \d+/10: PASS", p.stdout, re.M)) == 10
+    assert "failover: 6/6 PASS" in p.stdout
+    assert len(re.findall(r"^run \d+/6: PASS", p.stdout, re.M)) == 6
     assert qemu_processes_for(tmp_path) == []
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from rapido_mpio import config, matrix
 from rapido_mpio.config import REPO_ROOT
@@ -43,6 +45,14 @@ def _target(result: dict[str, Any], role: str) -> list[str]:
 
 def failover(result: dict[str, Any], run: Path) -> None:
     _target(result, "active")
+
+
+def failover_bio(result: dict[str, Any], run: Path) -> None:
+    """The map was bio-based, and the paths' I/O was counted from bio remaps: the path
+    left standing carried the I/O after the fault."""
+    _target(result, "active")
+    assert _observed(result, "map_table") == "queue_mode_bio"
+    assert "queue_mode bio" in (run / "multipath-before.txt").read_text()
 
 
 def _observed(result: dict[str, Any], check: str) -> str:
@@ -80,6 +90,14 @@ def all_paths_down(result: dict[str, Any], run: Path) -> None:
 def all_paths_down_fail(result: dict[str, Any], run: Path) -> None:
     assert "queue_if_no_path" not in (run / "table-down.txt").read_text()
     assert _observed(result, "writer_failed").startswith("exit_1_within_")
+
+
+def all_paths_down_timeout(result: dict[str, Any], run: Path) -> None:
+    """The writer's error came from the kernel's timer: not before the 5 s, and it says so."""
+    observed = _observed(result, "writer_failed")
+    held = re.search(r"\((\d+)s_after_the_last_path_went\)", observed)
+    assert held and int(held.group(1)) >= 4, observed
+    assert "queue_if_no_path timeout on" in (run / "console.log").read_text()
 
 
 def offline_one_by_one(result: dict[str, Any], run: Path) -> None:
@@ -152,6 +170,7 @@ def switchgroup(result: dict[str, Any], run: Path) -> None:
 PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
     "failover": failover,
     "failover-group": failover_group,
+    "failover-bio": failover_bio,
     "failover-standby": failover_standby,
     "failback": failback,
     "failback-online": failback,
@@ -164,6 +183,8 @@ PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
     "remove-readd": remove_readd,
     "all-paths-down": all_paths_down,
     "all-paths-down-fail": all_paths_down_fail,
+    "all-paths-down-timeout": all_paths_down_timeout,
+    "disable-group": None,
     "offline-one-by-one": offline_one_by_one,
     "offline-one-by-one-small": None,
     "flapping": flapping,
@@ -172,6 +193,8 @@ PASSING: dict[str, Callable[[dict[str, Any], Path], None] | None] = {
 CONTROLS = ["all-paths-lost", "no-second-path", "reinstate-skipped", "all-paths-down-unqueued",
             "all-paths-down-queued", "offline-one-by-one-too-far", "flapping-alone",
             "target-error-path-lost", "switchgroup-skipped", "failback-refused",
+            "failover-bio-not-applied", "all-paths-down-timeout-early",
+            "disable-group-skipped", "disable-group-kept",
             "failback-equal-prio"]
 # every scenario boots at least once on each kernel: in the default matrix (which judges its
 # controls too, and where the checks above apply to its runs), or else alone
@@ -225,9 +248,14 @@ def test_scenario_passes_on_a_good_kernel(kernel: tuple[Path, dict[str, str]],
 def test_default_matrix_passes_on_a_good_kernel(kernel: tuple[Path, dict[str, str]],
                                                 tmp_path: Path) -> None:
     """`make mpio-matrix` on each good kernel: every combination as expected (a PASS, or a
-    negative control that failed as declared); only a selector the kernel lacks skipped."""
+    negative control that failed as declared); only a selector the kernel lacks skipped.
+    On the minimal kernel's tree the whole matrix, counted by gcov (`matrix --coverage`);
+    on Debian's kernel all but its negative controls, which judge the checks, not the
+    kernel, and fail as declared on the minimal one (CI's time)."""
     out, env = kernel
-    p = run_cli("matrix", "--output-dir", str(tmp_path), env=env, timeout=1200)
+    tree = _tree_state(env) if env else None
+    args = ["--coverage"] if env else [str(_without_controls(tmp_path.parent))]
+    p = run_cli("matrix", *args, "--output-dir", str(tmp_path), env=env, timeout=1800)
     data = json.loads((tmp_path / "matrix.json").read_text())
     unexpected = [(c["id"], c["result"], c["reason"]) for c in data["combinations"]
                   if c["result"] == "SKIPPED" and c["selector"] != "historical-service-time"
@@ -253,6 +281,55 @@ def test_default_matrix_passes_on_a_good_kernel(kernel: tuple[Path, dict[str, st
     frozen = {u[0].split("/")[0] for u in freezes}
     assert checked >= {s for s, extra in PASSING.items() if extra and s in IN_MATRIX} - frozen
     assert qemu_processes_for(tmp_path) == []
+    if env:
+        _check_coverage(tmp_path, data, p.stdout)
+        assert _tree_state(env) == tree, "the coverage build wrote into the user's tree"
+
+
+def _without_controls(where: Path) -> Path:
+    """cut/matrix.yaml less its negative controls (each is an include entry of its own)."""
+    data = yaml.safe_load((REPO_ROOT / "cut/matrix.yaml").read_text())
+    data["include"] = [e for e in data["include"]
+                       if not load(REPO_ROOT / "cut", e["scenario"]).expect_fail]
+    assert all(not load(REPO_ROOT / "cut", s).expect_fail for s in data["axes"]["scenario"])
+    path = where / "matrix-without-controls.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _tree_state(env: dict[str, str]) -> tuple[str, float, bytes]:
+    """What the user's tree shows: uncommitted changes, and the build's .config."""
+    status = subprocess.run(["git", "-C", env["KERNEL_SRC"], "status", "--porcelain"],
+                            capture_output=True, text=True, check=True).stdout
+    config = Path(env["KBUILD_OUTPUT"]) / ".config"
+    return status, config.stat().st_mtime, config.read_bytes()
+
+
+def _check_coverage(out: Path, data: dict[str, Any], stdout: str) -> None:
+    """Every run that reached its end sent counters, and no function of dm-multipath is left
+    unreached but those the README lists with the reason."""
+    cov = json.loads((out / "coverage/coverage.json").read_text())
+    assert cov["format"] == 1
+    booted = {c["id"] for c in data["combinations"] if c["result"] in ("PASS", "FAIL")}
+    assert booted <= set(cov["counted"]), cov["uncounted"]
+    files = {f["file"] for f in cov["files"]}
+    assert {"drivers/md/dm-mpath.c", "drivers/md/dm-ps-round-robin.c",
+            "drivers/md/dm-ps-service-time.c"} <= files
+    unreached = {f["name"] for f in cov["functions"] if f["count"] == 0}
+    listed = _readme_not_reached()
+    assert unreached <= listed, sorted(unreached - listed)
+    reached = [f for f in cov["functions"] if f["count"]]
+    assert reached and all(f["first"] in booted for f in reached)
+    assert (out / "coverage/html/index.html").is_file()
+    assert "coverage of dm-multipath:" in stdout and "coverage.txt" in stdout
+
+
+def _readme_not_reached() -> set[str]:
+    """The functions the README's coverage section names as reached by no scenario."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.partition("### Coverage of dm-multipath")[2].split("\n#", 1)[0]
+    return set(re.findall(r"^\| `([a-z_0-9]+)` \|", section, re.MULTILINE))
+
 
 
 @pytest.mark.parametrize("scenario", [s for s in CONTROLS if s not in IN_MATRIX])
