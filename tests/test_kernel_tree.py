@@ -157,8 +157,8 @@ CAUGHT: dict[str, dict[str, tuple[set[str], set[str]]]] = {
     "dm-mpath-bio-error-with-paths-left.patch": {
         "failover-bio": ({"io_after_fault"}, {"data_intact", "path_io"}),
     },
-    # the queueing timeout's timer is never armed with every path down
-    "dm-mpath-nopath-timeout-never-armed.patch": {
+    # the queueing timeout fires, and leaves the map queueing
+    "dm-mpath-nopath-timeout-keeps-queueing.patch": {
         "all-paths-down-timeout": ({"writer_failed"}, {"fs_shutdown"}),
     },
 }
