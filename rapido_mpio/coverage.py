@@ -12,15 +12,14 @@ import base64
 import binascii
 import dataclasses
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from rapido_mpio import command
 from rapido_mpio.errors import SetupError
 from rapido_mpio.gcovbuild import GcovBuild
 from rapido_mpio.inputs import Record, parse_json
@@ -203,11 +202,10 @@ def _gcovr(built: GcovBuild, gcov: str, args: list[str]) -> str:
     argv = [sys.executable, "-m", "gcovr", "--root", str(built.src), "--gcov-executable",
             gcov, *[a for c in built.counted
                     for a in ("--filter", re.escape(str(built.src / c)) + "$")], *args]
-    done = subprocess.run(argv, capture_output=True, text=True,
-                          env={**os.environ, "LC_ALL": "C"}, check=False)
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        return f"gcovr exit {done.returncode}: {lines[-1] if lines else ''}"
+    try:
+        command.run(argv)
+    except SetupError as e:
+        return e.message
     return ""
 
 

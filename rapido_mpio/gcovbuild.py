@@ -1,9 +1,12 @@
 """A build of the user's kernel tree that counts coverage of dm-multipath with gcov, made in
-the cache: the user's own tree and build are only read.
+the cache: the user's own tree and build are only read. A build that already counts those
+files (the user built it with gcov) is used as it is.
 
 An out-of-tree build (O=) gets a build directory of its own in the cache, started as a copy
-of the user's so that only what gcov changes is compiled, and kept between runs so that
-make rebuilds only what changed since. A tree built in place cannot take O= (kbuild refuses
+of the user's and kept between runs, so that make rebuilds only what changed since. (The
+first build compiles nearly everything all the same: CONFIG_GCOV_KERNEL reaches every file
+through compiler_types.h, and objtool is rebuilt for its new path, which every object
+depends on.) A tree built in place cannot take O= (kbuild refuses
 a source tree that holds a .config), so it is copied whole and built in the copy.
 """
 
@@ -56,6 +59,10 @@ def ensure(cfg: Config, log: TextIO = sys.stderr) -> GcovBuild:
     if not (build / "arch/x86/boot/bzImage").is_file():
         raise SetupError(f"Kernel tree {build} is not built (no arch/x86/boot/bzImage).",
                          hint="Build it first: coverage starts from your build.")
+    if counting(build, counted):
+        print(f"rapido-mpio: {build} already counts {', '.join(counted)} with gcov: used as "
+              "it is", file=log)
+        return GcovBuild(src, build, counted, 0.0)
     command.require("make", "make")
     key = hashlib.sha256(f"{src}\0{build.resolve()}".encode()).hexdigest()[:16]
     root = cfg.cache_dir / "coverage" / key
@@ -90,6 +97,20 @@ def ensure(cfg: Config, log: TextIO = sys.stderr) -> GcovBuild:
                          hint="Is CONFIG_DM_MULTIPATH (and its selectors) enabled in "
                          f"{build / '.config'}?")
     return GcovBuild(target.src, target.build, counted, time.monotonic() - began)
+
+
+def counting(build: Path, counted: tuple[str, ...]) -> bool:
+    """Whether the build already counts every file: gcov and debugfs on, and each object
+    compiled with its .gcno (an object rebuilt since without GCOV_PROFILE is newer)."""
+    config = read_config(build / ".config")
+    if config.get("CONFIG_GCOV_KERNEL") != "y" or config.get("CONFIG_DEBUG_FS") != "y":
+        return False
+    for c in counted:
+        obj, gcno = build / Path(c).with_suffix(".o"), build / Path(c).with_suffix(".gcno")
+        if not obj.is_file() or not gcno.is_file() or \
+                obj.stat().st_mtime > gcno.stat().st_mtime + 1:
+            return False
+    return True
 
 
 def _configure(tree: kbuild.Tree) -> None:

@@ -94,3 +94,27 @@ def test_coverage_of_a_tree_without_dm_mpath_or_unbuilt(tmp_path: Path) -> None:
     (tree / "arch/x86/boot/bzImage").unlink()
     p = run_cli("matrix", "--coverage", "--kernel-src", str(tree), cwd=tmp_path)
     assert_one_sentence(p, 255, "not built")
+
+
+def test_a_build_that_already_counts_is_used_as_it_is(tmp_path: Path) -> None:
+    """gcov and debugfs on, and every counted object compiled with its .gcno; an object
+    rebuilt since without GCOV_PROFILE (newer than its .gcno) means it no longer counts."""
+    import os
+
+    from rapido_mpio.gcovbuild import counting
+
+    (tmp_path / ".config").write_text("CONFIG_GCOV_KERNEL=y\nCONFIG_DEBUG_FS=y\n")
+    for c in COUNTED:
+        for suffix in (".o", ".gcno"):
+            f = tmp_path / Path(c).with_suffix(suffix)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(b"")
+    assert counting(tmp_path, COUNTED)
+    obj = tmp_path / "drivers/md/dm-mpath.o"
+    os.utime(obj, (obj.stat().st_atime, obj.stat().st_mtime + 60))
+    assert not counting(tmp_path, COUNTED)
+    os.utime(obj, (obj.stat().st_atime, obj.stat().st_mtime - 60))
+    (tmp_path / "drivers/md/dm-ps-round-robin.gcno").unlink()
+    assert not counting(tmp_path, COUNTED)
+    (tmp_path / ".config").write_text("CONFIG_DEBUG_FS=y\n")
+    assert not counting(tmp_path, ("drivers/md/dm-mpath.c",))
