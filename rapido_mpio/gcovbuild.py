@@ -79,15 +79,13 @@ def ensure(cfg: Config, log: TextIO = sys.stderr) -> GcovBuild:
         print(f"rapido-mpio: building {build} with gcov on {', '.join(counted)} in "
               f"{target.build}", file=log)
         shutil.copyfile(build / ".config", target.build / ".config")
-        _configure(target)
-        targets = ["bzImage"]
-        if read_config(target.build / ".config").get("CONFIG_MODULES") == "y":
-            targets.append("modules")
-        profile = tuple(f"GCOV_PROFILE_{Path(c).stem}.o=y" for c in counted)
         made = root / "build.log"
-        code = command.run_to_file(target.make(*targets, jobs=cfg.jobs, extra=profile), made)
-        if code != 0:
-            raise SetupError(f"The gcov build of {build} failed (make exit {code}).",
+        # debugfs (where the counters are read) and gcov, merged as `kconfig` merges
+        at = cfg.replace(kernel_src=target.src, kernel_build=target.build)
+        kbuild.kconfig(at, minimal=False, fragment=GCOV_FRAGMENT)
+        built = kbuild.build(at, made, extra=profile_args(counted))
+        if not built.ok:
+            raise SetupError(f"The gcov build of {build} failed.",
                              hint=f"See {made}; the tree itself builds without gcov?")
         (target.build / ".complete").write_text("")
     missing = [c for c in counted
@@ -97,6 +95,11 @@ def ensure(cfg: Config, log: TextIO = sys.stderr) -> GcovBuild:
                          hint="Is CONFIG_DM_MULTIPATH (and its selectors) enabled in "
                          f"{build / '.config'}?")
     return GcovBuild(target.src, target.build, counted, time.monotonic() - began)
+
+
+def profile_args(counted: tuple[str, ...]) -> tuple[str, ...]:
+    """make's command-line variables that build each counted file with gcov."""
+    return tuple(f"GCOV_PROFILE_{Path(c).stem}.o=y" for c in counted)
 
 
 def counting(build: Path, counted: tuple[str, ...]) -> bool:
@@ -111,21 +114,6 @@ def counting(build: Path, counted: tuple[str, ...]) -> bool:
                 obj.stat().st_mtime > gcno.stat().st_mtime + 1:
             return False
     return True
-
-
-def _configure(tree: kbuild.Tree) -> None:
-    """The user's .config, plus debugfs (where the counters are read) and gcov."""
-    config = tree.build / ".config"
-    command.run([str(tree.src / "scripts/kconfig/merge_config.sh"), "-m", "-O",
-                 str(tree.build), str(config), str(GCOV_FRAGMENT)],
-                error=SetupError("merge_config.sh failed on the gcov build's .config."))
-    command.run(tree.make("olddefconfig"),
-                error=SetupError("make olddefconfig failed on the gcov build's .config."))
-    merged = read_config(config)
-    dropped = [o for o in ("CONFIG_DEBUG_FS", "CONFIG_GCOV_KERNEL") if merged.get(o) != "y"]
-    if dropped:
-        raise SetupError(f"The kernel cannot have {', '.join(dropped)}, which coverage needs.",
-                         hint="Their dependencies are missing from the tree's .config.")
 
 
 def _copy(source: Path, dest: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rapido_mpio import kbuild
 from rapido_mpio.config import load
-from rapido_mpio.gcovbuild import counted_sources
+from rapido_mpio.gcovbuild import counted_sources, profile_args
 from rapido_mpio.kernel import FRAGMENT
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
@@ -45,7 +45,7 @@ class KernelTree:
     def make(self) -> None:
         """Incremental build of what is checked out; raises if it does not build. The files
         `matrix --coverage` counts are built with gcov, so that it uses this build as is."""
-        profile = [f"GCOV_PROFILE_{Path(c).stem}.o=y" for c in counted_sources(self.src)]
+        profile = profile_args(counted_sources(self.src))
         subprocess.run(["make", "-C", str(self.src), f"O={self.build}", f"-j{os.cpu_count()}",
                         "bzImage", *profile], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE)
