@@ -165,8 +165,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jobs", int, os.cpu_count() or 1, "Parallel jobs for kernel builds.",
             bounds=(1, 4096)),
     Setting("vms", int, None,
-            "VMs at a time in a matrix. Unset: host CPUs / guest CPUs, as far as memory "
-            "allows.", bounds=(1, 256)),
+            "VMs at a time in a matrix. Unset: host CPUs (TCG runs a guest's vCPUs in one "
+            "host thread; under KVM, host CPUs / guest CPUs), as far as memory allows.",
+            bounds=(1, 256)),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -301,7 +302,7 @@ _DYNAMIC: dict[str, str] = {
     "templates_dir": "<repository>/templates",
     "cache_dir": "~/.cache/rapido-mpio",
     "jobs": "<number of CPUs>",
-    "vms": "<host CPUs / guest CPUs, as memory allows>",
+    "vms": "<host CPUs (KVM: / guest CPUs), as memory allows>",
 }
 
 

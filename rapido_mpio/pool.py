@@ -56,18 +56,22 @@ class Running:
         return "boot"
 
 
-def default_vms(cfg: Config) -> int:
-    """As many VMs as the host has CPUs for their vCPUs (measured on 2 cores under TCG: two
-    2-vCPU guests at once took 354 s for the default matrix, one at a time 297 s, and each
-    run twice as long), as far as available memory holds each guest plus QEMU's share."""
-    cpus = len(os.sched_getaffinity(0))
+def default_vms(cfg: Config, accel: str, host_cpus: int | None = None,
+                meminfo: Path = Path("/proc/meminfo")) -> int:
+    """As many VMs as the host has CPUs for their vCPU threads, as far as available memory
+    holds each guest plus QEMU's share. Under TCG a guest's vCPUs share one host thread
+    (qemu.j2: thread=single), so a VM takes one host CPU whatever its guest CPUs: on 2 cores,
+    two failover runs at once took 11.9 s, one after the other 28.0 s (2026-12-07). Under
+    KVM each vCPU is a thread of its own."""
+    cpus = host_cpus if host_cpus is not None else len(os.sched_getaffinity(0))
+    per_vm = 1 if accel == "tcg" else cfg.cpus
     try:
-        with open("/proc/meminfo") as f:
+        with open(meminfo) as f:
             avail_kib = next(int(ln.split()[1]) for ln in f if ln.startswith("MemAvailable:"))
         by_memory = max(1, avail_kib // 1024 // (cfg.memory + 256))
     except (OSError, StopIteration, ValueError):
         by_memory = 1
-    return max(1, min(cpus // cfg.cpus, by_memory))
+    return max(1, min(cpus // per_vm, by_memory))
 
 
 def child_env(cfg: Config) -> dict[str, str]:

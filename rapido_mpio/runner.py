@@ -196,7 +196,7 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
             print(c.id, file=out)
         return ExitCode.PASS
     qemu.find_binary(cfg.qemu)  # a setup problem is one sentence now, not one per child
-    qemu.detect_accel(cfg.accel)
+    accel = qemu.detect_accel(cfg.accel)
     root = _writable(cfg.output_dir, cfg.output_dir)
     with _sole_matrix(root):  # held until the reports are written
         work = root / "matrix-runs"
@@ -228,7 +228,7 @@ def matrix(cfg: Config, file: Path | None, shard: str | None = None, list_only: 
                 spec.id, img.kernel_label, img.kernel_release,
                 str(spec.src) if spec.src else cfg.default_kernel))
             has[spec.id] = img.selectors
-        vms = cfg.vms or pool.default_vms(cfg)
+        vms = cfg.vms or pool.default_vms(cfg, accel.name)
         found: dict[results.Combination, results.CombinationResult] = {}
         jobs = []
         for i, c in enumerate(plan.combinations, 1):

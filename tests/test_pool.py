@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rapido_mpio import pool, runner
+from rapido_mpio import config, pool, runner
 from rapido_mpio.config import REPO_ROOT
 from rapido_mpio.errors import SetupError
 from rapido_mpio.results import Combination
@@ -67,3 +67,18 @@ def test_a_second_matrix_into_one_output_directory_is_refused(tmp_path: Path) ->
     assert f"Another matrix (pid {os.getpid()}) is running in {tmp_path}" in p.stderr
     assert "Traceback" not in p.stderr
     assert (first / "result.json").exists()
+
+
+@pytest.mark.parametrize(("accel", "host_cpus", "avail_mib", "vms"), [
+    ("tcg", 2, 24000, 2),   # TCG: a guest's vCPUs share one host thread, whatever -smp says
+    ("kvm", 2, 24000, 1),   # KVM: a thread per vCPU, 2 guest CPUs each
+    ("kvm", 8, 24000, 4),
+    ("tcg", 8, 2560, 2),    # memory for two guests of 1024 MiB plus QEMU's share
+    ("tcg", 1, 24000, 1),
+])
+def test_vms_by_default_fit_the_host_threads_and_memory(
+        tmp_path: Path, accel: str, host_cpus: int, avail_mib: int, vms: int) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal: 99999999 kB\nMemAvailable: {avail_mib * 1024} kB\n")
+    cfg = config.load({}, environ={}, cwd=tmp_path)
+    assert pool.default_vms(cfg, accel, host_cpus, meminfo) == vms
