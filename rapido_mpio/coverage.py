@@ -28,6 +28,9 @@ from rapido_mpio.results import MatrixResult
 
 FORMAT = 1
 BLOCK = "gcov-"  # the guest's block name for a file's counters: gcov-dm-mpath
+# on the kernel command line, it asks the guest for its counters (lib.sh: mpio_gcov_send);
+# a dotted name the kernel takes for an unknown module's parameter, and ignores
+GUEST_ARG = "rapido_mpio.gcov=1"
 
 
 @dataclasses.dataclass(frozen=True)

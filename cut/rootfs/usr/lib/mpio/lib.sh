@@ -623,9 +623,15 @@ mpio_kmsg_send() {
 }
 
 # mpio_gcov_send: when the kernel counts coverage of dm-multipath and its path selectors
-# (rapido-mpio matrix --coverage builds it so), each file's counters (.gcda in debugfs) as
-# block gcov-NAME, base64: the channel carries lines of text
+# (rapido-mpio matrix --coverage builds it so) and the host asks for the counters
+# (rapido_mpio.gcov=1 on the kernel command line), each file's counters (.gcda in debugfs)
+# as block gcov-NAME, base64: the channel carries lines of text
 mpio_gcov_send() {
+	read -r _gc_cmdline < /proc/cmdline
+	case " $_gc_cmdline " in
+	*" rapido_mpio.gcov=1 "*) ;;
+	*) return 0 ;;
+	esac
 	grep -q ' /sys/kernel/debug debugfs ' /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 	find /sys/kernel/debug/gcov -path '*/drivers/md/dm-*.gcda' 2>/dev/null | while read -r f; do
 		case ${f##*/} in
