@@ -27,6 +27,15 @@ def guest_sh(script: str, tmp_path: Path, **env: str) -> str:
     return channel.read_text()
 
 
+def busybox_only(tmp_path: Path, *applets: str) -> str:
+    """A PATH of busybox's applets only, as in the image (the host's awk is another)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for applet in applets:
+        (bin_dir / applet).symlink_to("/bin/busybox")
+    return str(bin_dir)
+
+
 def checks(channel: str) -> dict[str, tuple[str, str]]:
     found = {}
     for line in channel.splitlines():
@@ -138,14 +147,11 @@ def test_path_io_judges_the_failed_path_and_the_survivors(tmp_path: Path) -> Non
 def test_shuffle_replays_from_its_seed(tmp_path: Path) -> None:
     """offline-one-by-one's order: the same seed gives the same order (with the image's
     busybox awk), so a failure can be replayed; other seeds give other orders."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for applet in ("awk", "seq", "sort"):
-        (bin_dir / applet).symlink_to("/bin/busybox")
+    path = busybox_only(tmp_path, "awk", "seq", "sort")
 
     def order(seed: int) -> str:
         channel = guest_sh(f'mpio_shuffle {seed} 8 | mpio_send order', tmp_path,
-                           PATH=str(bin_dir))
+                           PATH=path)
         return " ".join(ln.split()[-1] for ln in channel.splitlines() if " order " in ln)
 
     first = order(43097)
@@ -341,3 +347,35 @@ def test_groups_follow_the_priorities(tmp_path: Path, status: str, prios: str, v
                    + "mpio_check_prio_groups prio_groups mpatha", tmp_path)
     status_seen, seen = checks(out)["prio_groups"]
     assert status_seen == verdict and observed in seen, seen
+
+
+def test_io_snapshot_counts_each_paths_dispatches_from_one_read_of_the_trace(
+        tmp_path: Path) -> None:
+    """Per path of the map, in the table's order: dm's dispatches (requests and bios) from
+    the trace, the SCSI counters (none here: no such devices), the trace's overruns."""
+    trace = tmp_path / "tracing"
+    for cpu, overrun in ((0, 0), (1, 2)):
+        (trace / f"per_cpu/cpu{cpu}").mkdir(parents=True)
+        (trace / f"per_cpu/cpu{cpu}/stats").write_text(
+            f"entries: 9\noverrun: {overrun}\ncommit overrun: 0\n")
+    rq = "  dd-81  [001] .....  4.5: block_rq_remap: 251,16 W 8 + 8 <- (254,0) 8\n"
+    bio = "  kw-9  [000] .....  4.6: block_bio_remap: 251,0 R 0 + 8 <- (254,0) 0\n"
+    other = "  dd-81  [001] .....  4.7: block_rq_issue: 251,0 W 8 () 8 + 8 [dd]\n"
+    (trace / "trace").write_text("# tracer: nop\n" + rq * 3 + bio + other)
+    channel = guest_sh("mpio_path_states() { printf '251:16 F F\\n251:0 A A\\n251:32 A A\\n'; }\n"
+                       "mpio_io_snapshot before mpatha", tmp_path, MPIO_TRACE=str(trace),
+                       PATH=busybox_only(tmp_path, "awk"))
+    sent = [ln.removeprefix("@@MPIO:LINE io-before ") for ln in channel.splitlines()
+            if ln.startswith("@@MPIO:LINE io-before ")]
+    assert sent == ["251:16 remapped=3 iorequest=0 ioerr=0 overrun=2",
+                    "251:0 remapped=1 iorequest=0 ioerr=0 overrun=2",
+                    "251:32 remapped=0 iorequest=0 ioerr=0 overrun=2"]
+    assert (tmp_path / "io-before").read_text().splitlines() == sent
+
+
+def test_a_block_is_sent_line_by_line_as_it_was(tmp_path: Path) -> None:
+    channel = guest_sh("printf '  two spaces\\nback\\\\slash\\n\\nlast' | mpio_send blk", tmp_path,
+                       PATH=busybox_only(tmp_path, "awk", "printf"))
+    assert channel.splitlines() == ["@@MPIO:BEGIN blk", "@@MPIO:LINE blk   two spaces",
+                                    "@@MPIO:LINE blk back\\slash", "@@MPIO:LINE blk ",
+                                    "@@MPIO:LINE blk last", "@@MPIO:STOP blk"]

@@ -112,11 +112,11 @@ mpio_block() {
 	mpio_say "STOP $name"
 }
 
-# mpio_send NAME: stdin as block NAME, on the channel only (for data the console already has)
+# mpio_send NAME: stdin as block NAME, on the channel only (for data the console already
+# has). One awk, not a read loop: busybox's read builtin takes a byte per system call.
 mpio_send() {
-	echo "@@MPIO:BEGIN $1" >&3
-	while IFS= read -r line; do echo "@@MPIO:LINE $1 $line" >&3; done
-	echo "@@MPIO:STOP $1" >&3
+	awk -v n="$1" 'BEGIN { print "@@MPIO:BEGIN " n } { print "@@MPIO:LINE " n " " $0 }
+		END { print "@@MPIO:STOP " n }' >&3
 }
 
 # mpio_uptime_cs: seconds since boot, in hundredths (no fork: /proc/uptime says "12.34 ...")
@@ -564,19 +564,34 @@ mpio_trace_start() {
 }
 
 # mpio_io_snapshot LABEL MAP: "DEV remapped=N iorequest=N ioerr=N" per path of MAP, kept
-# in $MPIO_RUN/io-LABEL and sent to the host as block io-LABEL
+# in $MPIO_RUN/io-LABEL and sent to the host as block io-LABEL. One awk reads the trace;
+# the counters are read with shell builtins: under TCG each process costs ~20 ms, and a run
+# takes four or more snapshots.
 mpio_io_snapshot() {
 	out=$MPIO_RUN/io-$1
-	overrun=$(cat "$MPIO_TRACE"/per_cpu/cpu*/stats 2>/dev/null | awk '$1 == "overrun:" { n += $2 } END { print n + 0 }')
-	awk '{ for (i = 1; i < NF; i++) if ($i == "block_rq_remap:" || $i == "block_bio_remap:") { split($(i + 1), d, ","); n[d[1] ":" d[2]]++ } }
-		END { for (p in n) print p, n[p] }' "$MPIO_TRACE/trace" 2>/dev/null > "$out.remap"
-	: > "$out"
-	for dev in $(mpio_path_states "$2" | awk '{ print $1 }'); do
-		remapped=$(awk -v p="$dev" '$1 == p { print $2 }' "$out.remap")
-		req=$(cat "/sys/dev/block/$dev/device/iorequest_cnt" 2>/dev/null || echo 0)
-		err=$(cat "/sys/dev/block/$dev/device/ioerr_cnt" 2>/dev/null || echo 0)
-		echo "$dev remapped=${remapped:-0} iorequest=$((req)) ioerr=$((err)) overrun=$overrun" >> "$out"
+	overrun=0
+	for _is_f in "$MPIO_TRACE"/per_cpu/cpu*/stats; do
+		[ -r "$_is_f" ] || continue
+		while read -r _is_k _is_v; do
+			[ "$_is_k" = overrun: ] && overrun=$((overrun + _is_v))
+		done < "$_is_f"
 	done
+	# the map's paths in the table's order, each with the dispatches the trace holds for it
+	mpio_path_states "$2" | awk -v trace="$MPIO_TRACE/trace" '{ dev[n++] = $1 }
+		END {
+			while ((getline line < trace) > 0) {
+				m = split(line, f, " ")
+				for (i = 1; i < m; i++) if (f[i] == "block_rq_remap:" || f[i] == "block_bio_remap:") { split(f[i + 1], d, ","); c[d[1] ":" d[2]]++ }
+			}
+			for (i = 0; i < n; i++) print dev[i], c[dev[i]] + 0
+		}' > "$out.remap"
+	: > "$out"
+	while read -r _is_dev _is_remapped; do
+		_is_req=0 _is_err=0
+		read -r _is_req 2>/dev/null < "/sys/dev/block/$_is_dev/device/iorequest_cnt"
+		read -r _is_err 2>/dev/null < "/sys/dev/block/$_is_dev/device/ioerr_cnt"
+		echo "$_is_dev remapped=$_is_remapped iorequest=$((_is_req)) ioerr=$((_is_err)) overrun=$overrun" >> "$out"
+	done < "$out.remap"
 	mpio_send "io-$1" < "$out"
 }
 
