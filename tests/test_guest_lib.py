@@ -282,10 +282,10 @@ def test_group_checks_judge_where_the_kernel_sends_io(tmp_path: Path) -> None:
     assert found["asked"] == ("PASS", "group_8:0_+28;_others:_8:16_+0_8:32_+0")
 
 
-def test_settled_waits_for_the_checker_to_look_at_every_path(tmp_path: Path) -> None:
-    """Agreement held for the whole interval is not enough: multipathd's log must show its
-    checker looking at every path since (a 'pending' answer is no look), else the check
-    names the path it has not looked at."""
+def test_settled_waits_for_the_checker_to_confirm_every_path(tmp_path: Path) -> None:
+    """Agreement is not enough: multipathd's log must show its checker looking at every path
+    since (a 'pending' answer is no look) and finding it as both views say, else the check
+    names the path it has not confirmed."""
     log = tmp_path / "multipathd.log"
     log.write_text("sda: tur state = up\nsdb: tur state = up\n")  # before the agreement
     views = fake_tools([("F", "failed faulty")], tmp_path).replace("multipathd() {",
@@ -298,13 +298,21 @@ multipathd() {{
 """
     out = guest_sh(tools + "mpio_settle never mpatha 1 1 2 || true", tmp_path)
     status, observed = checks(out)["never"]
-    assert status == "FAIL" and "has_not_looked_at_8:0_8:16_since" in observed
-    # the checker looks at sda, then answers pending for sdb, then looks at it
+    assert status == "FAIL" and "has_not_confirmed_8:0_8:16_since" in observed
+    # the checker finds sda (failed) offline, answers pending for sdb, then finds it up
     out = guest_sh(tools + f"""
-( sleep 0.5; echo 'sda: tur state = down' >> {log}; echo 'sdb: tur state = pending' >> {log}
-  sleep 0.5; echo 'sdb: state offline, checker not called' >> {log} ) &
+( sleep 0.5; echo 'sda: state offline, checker not called' >> {log}
+  echo 'sdb: tur state = pending' >> {log}; sleep 0.5; echo 'sdb: tur state = up' >> {log} ) &
 mpio_settle looked mpatha 1 1 5""", tmp_path)
     assert checks(out)["looked"] == ("PASS", "1_active_1_failed")
+    # a look that finds the failed path up (multipathd is about to reinstate it) confirms
+    # nothing, however long the views agree
+    log.write_text("")
+    out = guest_sh(tools + f"""
+( sleep 0.3; echo 'sda: tur state = up' >> {log}; echo 'sdb: tur state = up' >> {log} ) &
+mpio_settle contradicted mpatha 1 1 2 || true""", tmp_path)
+    status, observed = checks(out)["contradicted"]
+    assert status == "FAIL" and "has_not_confirmed_8:0_since" in observed
 
 
 def test_what_tells_a_failed_path_from_a_target_error(tmp_path: Path) -> None:

@@ -419,42 +419,53 @@ mpio_daemon_log_size() {
 	if [ -n "$MPIO_DAEMON_LOG" ]; then wc -c < "$MPIO_DAEMON_LOG"; else echo 0; fi
 }
 
-# mpio_unchecked_since MARK STATES: the paths of STATES (mpio_path_states output) that
-# multipathd's checker has not reported on since byte MARK of its log, as "8:0 8:16"
-# (empty: it has looked at every one; a "pending" answer is no look). Without a log,
-# none: the hold alone then stands for the checker pass.
-mpio_unchecked_since() {
+# mpio_unconfirmed_since MARK STATES: the paths of STATES (mpio_path_states output, views
+# in agreement) whose state multipathd's checker has not confirmed since byte MARK of its
+# log, as "8:0 8:16" (empty: its last look at each path agrees with STATES). A look is a
+# verdict other than "pending"; it confirms an up path (A) when it says up (or ghost), a
+# down one (F) when it says anything else ("down", "offline, checker not called"). A look
+# that contradicts STATES does not count: the checker has just seen the path otherwise, and
+# the views are about to change. Without a log, none: the hold alone then stands for it.
+mpio_unconfirmed_since() {
 	[ -n "$MPIO_DAEMON_LOG" ] || return 0
 	{ echo "$2"; echo --; multipathd show paths raw format "%D %d"; echo --
 		tail -c +"$(($1 + 1))" "$MPIO_DAEMON_LOG"; } 2>/dev/null | awk '
 		$0 == "--" { part++; next }
-		part == 0 { want[n++] = $1; next }
+		part == 0 { want[n++] = $1; state[$1] = $2; next }
 		part == 1 { name[$1] = $2; next }
-		/^[^ ]+: [^ ]+ state = / && $NF != "pending" || /^[^ ]+: state [^ ]+, checker not called/ {
-			sub(/:$/, "", $1); seen[$1] = 1
-		}
+		/^[^ ]+: [^ ]+ state = / && $NF != "pending" { sub(/:$/, "", $1); said[$1] = $NF; next }
+		/^[^ ]+: state [^ ]+, checker not called/ { sub(/:$/, "", $1); said[$1] = "not-called" }
 		END {
-			for (i = 0; i < n; i++) if (!(want[i] in name) || !(name[want[i]] in seen)) out = out (out ? " " : "") want[i]
+			for (i = 0; i < n; i++) {
+				d = want[i]; s = said[name[d]]
+				up = s == "up" || s == "ghost"
+				if (!(d in name) || s == "" || (state[d] == "A") != up) out = out (out ? " " : "") d
+			}
 			print out
 		}'
 }
 
 # mpio_settle NAME MAP ACTIVE FAILED SECONDS: a path-state check that judges settled state.
 # It passes once the kernel (dmsetup status) and multipathd agree that ACTIVE paths are up
-# and FAILED paths down, and keep agreeing across one full path-checker interval (the
-# longest multipathd may leave any path unchecked) and until multipathd's checker has
-# looked at every path of the map since they agreed (its log says so) and changed nothing;
-# it then reports that value. One sample proves nothing: right after a fault the two disagree for
-# a moment (multipathd may reinstate a path the kernel has just failed), which is normal.
+# and FAILED paths down, and multipathd's checker, looking at every path of the map since
+# they began to agree, confirmed each one's state (its log says so), so that nothing is
+# about to change it; it then reports that value. One sample proves nothing: right after a
+# fault the two disagree for a moment (multipathd may reinstate a path the kernel has just
+# failed: its checker still reached the dying device), which is normal. The checker's pass
+# is the event waited for, not a time: it comes within one checker interval. Without
+# multipathd's log the agreement must instead hold for a full interval.
 # If the state does not settle within SECONDS it fails with each path's transitions.
 # The settled states are kept in $MPIO_RUN/settled for mpio_check_path_io.
 mpio_settle() {
 	name=$1 map=$2 want="$3 $4"
-	[ -n "$MPIO_CHECKINT" ] || MPIO_CHECKINT=$(mpio_checker_interval)
-	hold=$((${MPIO_CHECKINT:-5} * 100 + 20))
+	hold=0
+	if [ -z "$MPIO_DAEMON_LOG" ]; then
+		[ -n "$MPIO_CHECKINT" ] || MPIO_CHECKINT=$(mpio_checker_interval)
+		hold=$((${MPIO_CHECKINT:-5} * 100 + 20))
+	fi
 	samples=$MPIO_RUN/settle-$name
 	: > "$samples"
-	since='' unchecked=''
+	since='' unconfirmed=''
 	end=$(($(mpio_uptime_cs) + $5 * 100))
 	while :; do
 		now=$(mpio_uptime_cs)
@@ -462,21 +473,21 @@ mpio_settle() {
 		printf 'at %s.%02ds\n%s\n' "$((now / 100))" "$((now % 100))" "$states" >> "$samples"
 		if [ "$(mpio_agreement "$states")" = "$want" ]; then
 			[ -n "$since" ] || { since=$now; mark=$(mpio_daemon_log_size); }
-			if [ $((now - since)) -ge "$hold" ] && unchecked=$(mpio_unchecked_since "$mark" "$states") &&
-				[ -z "$unchecked" ]; then
+			if [ $((now - since)) -ge "$hold" ] && unconfirmed=$(mpio_unconfirmed_since "$mark" "$states") &&
+				[ -z "$unconfirmed" ]; then
 				echo "$states" > "$MPIO_RUN/settled"
 				mpio_send "settle-$name" < "$samples"
 				mpio_check "$name" PASS "$3 active $4 failed"
 				return 0
 			fi
 		else
-			since='' unchecked=''
+			since='' unconfirmed=''
 		fi
 		if [ "$now" -ge "$end" ]; then
 			last=$(echo "$states" | awk '$2 == "A" { ka++ } $2 == "F" { kf++ } $3 == "A" { da++ } $3 == "F" { df++ }
 				END { printf "kernel %d/%d multipathd %d/%d", ka, kf, da, df }')
 			mpio_send "settle-$name" < "$samples"
-			mpio_check "$name" FAIL "not settled in ${5}s (want $3 active $4 failed; last active/failed: $last${unchecked:+; agreed, but the checker of multipathd has not looked at $unchecked since}): $(mpio_transitions "$samples")"
+			mpio_check "$name" FAIL "not settled in ${5}s (want $3 active $4 failed; last active/failed: $last${unconfirmed:+; agreed, but the checker of multipathd has not confirmed $unconfirmed since}): $(mpio_transitions "$samples")"
 			return 1
 		fi
 		sleep 0.1
