@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,14 @@ from typing import Any
 import pytest
 
 from rapido_mpio.config import REPO_ROOT
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C tests send SIGINT to themselves and to their children. A suite started in the
+    background by a shell without job control (`cmd &`, nohup) inherits SIGINT ignored, and
+    the children an ignored signal; Python's own handler, restored here, gives them the
+    disposition a user's terminal gives (an exec resets a handled signal to the default)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
