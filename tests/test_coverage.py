@@ -5,10 +5,11 @@ boots the default matrix on a gcov build in test_scenario_boots."""
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 from rapido_mpio.coverage import Coverage, FileCoverage, FunctionCoverage, _unpack
-from rapido_mpio.gcovbuild import GcovBuild, counted_sources
+from rapido_mpio.gcovbuild import GcovBuild, counted_sources, counting
 
 from .conftest import run_cli
 from .test_bad_input import assert_one_sentence, fake_tree, full_config
@@ -99,10 +100,6 @@ def test_coverage_of_a_tree_without_dm_mpath_or_unbuilt(tmp_path: Path) -> None:
 def test_a_build_that_already_counts_is_used_as_it_is(tmp_path: Path) -> None:
     """gcov and debugfs on, and every counted object compiled with its .gcno; an object
     rebuilt since without GCOV_PROFILE (newer than its .gcno) means it no longer counts."""
-    import os
-
-    from rapido_mpio.gcovbuild import counting
-
     (tmp_path / ".config").write_text("CONFIG_GCOV_KERNEL=y\nCONFIG_DEBUG_FS=y\n")
     for c in COUNTED:
         for suffix in (".o", ".gcno"):

@@ -425,10 +425,12 @@ mpio_daemon_log_size() {
 # verdict other than "pending"; it confirms an up path (A) when it says up (or ghost), a
 # down one (F) when it says anything else ("down", "offline, checker not called"). A look
 # that contradicts STATES does not count: the checker has just seen the path otherwise, and
-# the views are about to change. Without a log, none: the hold alone then stands for it.
+# the views are about to change. NAMES: multipathd's "DEV NAME" of each path (mpio_names),
+# taken once when the views began to agree. Without a log, none: the hold alone then
+# stands for it.
 mpio_unconfirmed_since() {
 	[ -n "$MPIO_DAEMON_LOG" ] || return 0
-	{ echo "$2"; echo --; multipathd show paths raw format "%D %d"; echo --
+	{ echo "$2"; echo --; echo "$3"; echo --
 		tail -c +"$(($1 + 1))" "$MPIO_DAEMON_LOG"; } 2>/dev/null | awk '
 		$0 == "--" { part++; next }
 		part == 0 { want[n++] = $1; state[$1] = $2; next }
@@ -444,6 +446,9 @@ mpio_unconfirmed_since() {
 			print out
 		}'
 }
+
+# mpio_names: multipathd's "DEV NAME" (8:0 sda) of every path it knows
+mpio_names() { multipathd show paths raw format "%D %d" 2>/dev/null; }
 
 # mpio_settle NAME MAP ACTIVE FAILED SECONDS: a path-state check that judges settled state.
 # It passes once the kernel (dmsetup status) and multipathd agree that ACTIVE paths are up
@@ -472,8 +477,10 @@ mpio_settle() {
 		states=$(mpio_path_states "$map")
 		printf 'at %s.%02ds\n%s\n' "$((now / 100))" "$((now % 100))" "$states" >> "$samples"
 		if [ "$(mpio_agreement "$states")" = "$want" ]; then
-			[ -n "$since" ] || { since=$now; mark=$(mpio_daemon_log_size); }
-			if [ $((now - since)) -ge "$hold" ] && unconfirmed=$(mpio_unconfirmed_since "$mark" "$states") &&
+			# the names hold while the views agree: a path that came back as a new device
+			# would have broken the agreement first
+			[ -n "$since" ] || { since=$now; mark=$(mpio_daemon_log_size); names=$(mpio_names); }
+			if [ $((now - since)) -ge "$hold" ] && unconfirmed=$(mpio_unconfirmed_since "$mark" "$states" "$names") &&
 				[ -z "$unconfirmed" ]; then
 				echo "$states" > "$MPIO_RUN/settled"
 				mpio_send "settle-$name" < "$samples"
@@ -595,14 +602,12 @@ mpio_io_snapshot() {
 				for (i = 1; i < m; i++) if (f[i] == "block_rq_remap:" || f[i] == "block_bio_remap:") { split(f[i + 1], d, ","); c[d[1] ":" d[2]]++ }
 			}
 			for (i = 0; i < n; i++) print dev[i], c[dev[i]] + 0
-		}' > "$out.remap"
-	: > "$out"
-	while read -r _is_dev _is_remapped; do
+		}' | while read -r _is_dev _is_remapped; do
 		_is_req=0 _is_err=0
 		read -r _is_req 2>/dev/null < "/sys/dev/block/$_is_dev/device/iorequest_cnt"
 		read -r _is_err 2>/dev/null < "/sys/dev/block/$_is_dev/device/ioerr_cnt"
-		echo "$_is_dev remapped=$_is_remapped iorequest=$((_is_req)) ioerr=$((_is_err)) overrun=$overrun" >> "$out"
-	done < "$out.remap"
+		echo "$_is_dev remapped=$_is_remapped iorequest=$((_is_req)) ioerr=$((_is_err)) overrun=$overrun"
+	done > "$out"
 	mpio_send "io-$1" < "$out"
 }
 
