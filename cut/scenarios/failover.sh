@@ -48,10 +48,20 @@ fi
 
 # 2. the fault lands while a direct-I/O writer is in flight, so data I/O, not multipathd's
 # checker, is what meets the failed path first (a kernel that fails such I/O instead of
-# retrying it on another path must not get away with it because the checker came first)
+# retrying it on another path must not get away with it because the checker came first).
+# It writes in rounds until the fault has landed, then one round more: however fast the
+# machine writes (KVM), it is still writing when the path dies and after.
 mpio_step fault
 group_before=$(mpio_group_devs "$map")
-dd if=/dev/zero of=/mnt/during bs=4k count=1000 oflag=direct 2>/dev/null &
+rm -f "$MPIO_RUN/writer.stop"
+(
+	last=
+	while :; do
+		[ -e "$MPIO_RUN/writer.stop" ] && last=1
+		dd if=/dev/zero of=/mnt/during bs=4k count=64 oflag=direct conv=notrunc 2>/dev/null || exit 1
+		[ -z "$last" ] || exit 0
+	done
+) &
 writer=$!
 # the roles resolve once, now, with the writer in flight (result.json: action "target")
 # shellcheck disable=SC2086 # a list of paths or roles
@@ -64,6 +74,7 @@ for p in $targets; do
 	esac && faulted=$((faulted + 1)) took="$took $p"
 done
 mpio_expect path_failed "$FAULT ${targets:-(no path is $FAULT_PATHS)}" "$FAULT${took:- none}"
+: > "$MPIO_RUN/writer.stop"
 
 # 3. the writer in flight and new I/O after the fault both succeed through the remaining
 # paths (direct I/O: each block is its own request, so round-robin meets the failed path)
