@@ -165,8 +165,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jobs", int, os.cpu_count() or 1, "Parallel jobs for kernel builds.",
             bounds=(1, 4096)),
     Setting("vms", int, None,
-            "VMs at a time in a matrix. Unset: host CPUs (TCG runs a guest's vCPUs in one "
-            "host thread; under KVM, host CPUs / guest CPUs), as far as memory allows.",
+            "VMs at a time in a matrix and a --repeat. Unset: host CPUs (TCG runs a guest's "
+            "vCPUs in one host thread; under KVM, host CPUs / guest CPUs), as far as memory "
+            "allows.",
             bounds=(1, 256)),
 )
 

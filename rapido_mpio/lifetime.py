@@ -38,14 +38,16 @@ def spawn(argv: list[str], death_signal: signal.Signals, **popen: Any) -> subpro
     The kernel sends it when the thread that forked exits: every caller waits for its child
     before it returns, so that thread outlives the child except when the process dies."""
     parent = os.getpid()
+    return subprocess.Popen(argv, preexec_fn=lambda: tie_to_parent(parent, death_signal),
+                            **popen)
 
-    def tie_to_parent() -> None:  # in the child, between fork and exec
-        _prctl(PR_SET_PDEATHSIG, int(death_signal), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl: no signal will come
-            os.kill(os.getpid(), death_signal)
-            os._exit(1)  # a death signal the child ignores: it must not run on
 
-    return subprocess.Popen(argv, preexec_fn=tie_to_parent, **popen)
+def tie_to_parent(parent: int, death_signal: signal.Signals) -> None:
+    """In a forked child: `death_signal` when `parent` dies, and now if it already has."""
+    _prctl(PR_SET_PDEATHSIG, int(death_signal), 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl: no signal will come
+        os.kill(os.getpid(), death_signal)
+        os._exit(1)  # a death signal the child ignores: it must not run on
 
 
 @contextlib.contextmanager

@@ -153,24 +153,32 @@ def froze_before_scenario(record: vm.RunRecord, result: Verdict) -> str | None:
 
 def repeat(cfg: Config, times: int, out: TextIO = sys.stdout,
            log: TextIO = sys.stderr) -> Repeated:
-    """Boot the cut image `times` times; one summary per run, then the distribution."""
-    outcomes = []
-    for i in range(times):
-        # one run prints its summary; a repeat prints a line per run (the files keep the rest)
-        outcome = boot(cfg, out=out if times == 1 else io.StringIO(),
-                       log=log if i == 0 else io.StringIO())
+    """Boot the cut image `times` times, as many VMs at a time as a matrix runs (one when
+    the console streams: its lines would interleave); one summary per run, then the
+    distribution."""
+    from rapido_mpio import forked, pool, qemu
+
+    if times == 1:
+        outcome = boot(cfg, out=out, log=log)
+        return Repeated(outcome.verdict.scenario, (outcome,))
+    at_once = 1 if cfg.console else cfg.vms or pool.default_vms(
+        cfg, qemu.detect_accel(cfg.accel).name)
+
+    def one(i: int) -> Outcome:
+        # a repeat prints a line per run (the files keep the rest), and one host line
+        return boot(cfg, out=io.StringIO(), log=log if i == 0 else io.StringIO())
+
+    outcomes: list[Outcome] = []
+    for outcome in forked.run(one, times, min(at_once, times)):
         outcomes.append(outcome)
-        if times > 1:
-            v = outcome.verdict
-            why = "" if v.result == "PASS" else ": " + (
-                ", ".join(f"{c.name} {c.observed}" for c in v.failed) or v.reason)
-            again = ", booted twice: the first froze" if outcome.retried else ""
-            print(f"run {i + 1}/{times}: {v.result}{why} ({outcome.seconds:.1f}s{again}, "
-                  f"{outcome.run_dir})", file=out, flush=True)
-    scenario = outcomes[0].verdict.scenario if outcomes else cfg.scenario
-    result = Repeated(scenario, tuple(outcomes))
-    if times > 1:
-        print(result.distribution(), file=out)
+        v = outcome.verdict
+        why = "" if v.result == "PASS" else ": " + (
+            ", ".join(f"{c.name} {c.observed}" for c in v.failed) or v.reason)
+        again = ", booted twice: the first froze" if outcome.retried else ""
+        print(f"run {len(outcomes)}/{times}: {v.result}{why} ({outcome.seconds:.1f}s{again}, "
+              f"{outcome.run_dir})", file=out, flush=True)
+    result = Repeated(outcomes[0].verdict.scenario, tuple(outcomes))
+    print(result.distribution(), file=out)
     return result
 
 

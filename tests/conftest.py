@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,29 @@ def qemu_processes_for(path: Path) -> list[str]:
         if cmdline and b"qemu-system" in cmdline[0] and str(path).encode() in b" ".join(cmdline):
             found.append(pid)
     return found
+
+
+def interrupt_with_qemus_running(argv: list[str], out: Path, qemus: int,
+                                 to_group: bool) -> None:
+    """Start `rapido-mpio ARGV` in a session of its own, wait until `qemus` QEMUs of `out`
+    run, then SIGINT the parent alone (as a CI runner's cancel sends it) or, `to_group`, its
+    whole process group (as a terminal's Ctrl-C does). It must stop every QEMU and say it was
+    interrupted, in one sentence, exit 255."""
+    proc = subprocess.Popen([sys.executable, "-m", "rapido_mpio", *argv], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(qemu_processes_for(out)) < qemus and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(qemu_processes_for(out)) == qemus, f"{qemus} QEMUs never ran at once"
+    if to_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 255
+    assert "interrupted" in err and "Traceback" not in err
+    assert qemu_processes_for(out) == []
 
 
 def last_result(output_dir: Path) -> dict[str, Any]:

@@ -18,7 +18,13 @@ import pytest
 
 from rapido_mpio.config import REPO_ROOT
 
-from .conftest import cut_dir_with_test_scenarios, last_result, qemu_processes_for, run_cli
+from .conftest import (
+    cut_dir_with_test_scenarios,
+    interrupt_with_qemus_running,
+    last_result,
+    qemu_processes_for,
+    run_cli,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +92,9 @@ def test_guest_that_never_reports_is_untestable(out: Path) -> None:
 
 
 def test_failover_is_stable_on_default_kernel(out: Path) -> None:
-    """A good kernel PASSes every time, not once: six runs back to back on one image (the
-    default matrix boots failover four more times; the README gives the longer counts)."""
+    """A good kernel PASSes every time, not once: six runs on one image (the
+    default matrix boots failover four more times; the README gives the longer counts), two
+    at a time as a --repeat boots them, each beside another: a run under load must PASS too."""
     p = run_cli("boot", "--output-dir", str(out), "--repeat", "6", timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "failover: 6/6 PASS" in p.stdout
@@ -162,6 +169,14 @@ def test_ctrl_c_ends_qemu(out: Path) -> None:
     assert proc.returncode == 255
     assert "interrupted; QEMU was stopped." in err and "Traceback" not in err
     assert qemu_processes_for(out) == []
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["repeat-alone", "terminal"])
+def test_ctrl_c_ends_every_repeated_qemu(out: Path, to_group: bool) -> None:
+    """--repeat boots two at a time, each in a forked child: Ctrl-C stops both and their
+    QEMUs, whether the parent alone gets it or each child gets it first."""
+    interrupt_with_qemus_running(["boot", "--output-dir", str(out), "--repeat", "4",
+                                  "--vms", "2"], out, 2, to_group)
 
 
 @pytest.fixture(scope="module")

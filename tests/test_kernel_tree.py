@@ -197,8 +197,9 @@ def test_each_regression_fails_only_the_checks_made_for_it(
 
 
 def test_failover_is_stable_on_the_minimal_kernel(tree: KernelTree, tmp_path: Path) -> None:
-    """A good kernel PASSes every time, not once: six runs back to back on one image (the
-    default matrix boots failover four more times; the README gives the longer counts)."""
+    """A good kernel PASSes every time, not once: six runs on one image (the
+    default matrix boots failover four more times; the README gives the longer counts), two
+    at a time as a --repeat boots them, each beside another: a run under load must PASS too."""
     p = run_cli("run", "--output-dir", str(tmp_path), "--repeat", "6", env=tree.env,
                 timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr

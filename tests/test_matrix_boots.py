@@ -4,11 +4,7 @@ reports, a slice of it (--shard) merged with the rest, and Ctrl-C ending every Q
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -18,7 +14,7 @@ import pytest
 
 from rapido_mpio.config import REPO_ROOT
 
-from .conftest import qemu_processes_for, run_cli
+from .conftest import interrupt_with_qemus_running, qemu_processes_for, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -102,19 +98,5 @@ def test_ctrl_c_ends_every_qemu(tmp_path: Path, to_group: bool) -> None:
     """SIGINT to the matrix alone (as a CI runner's cancel sends it): it stops each child,
     and each child its QEMU. From a terminal, to the whole process group: each child gets
     SIGINT and then its parent's SIGTERM, and the second must not cut its cleanup short."""
-    proc = subprocess.Popen([sys.executable, "-m", "rapido_mpio", "matrix", str(SMALL),
-                             "--output-dir", str(tmp_path), "--vms", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # the signal reaches the parent only
-    deadline = time.monotonic() + 120
-    while len(qemu_processes_for(tmp_path)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(qemu_processes_for(tmp_path)) == 2
-    if to_group:
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 255
-    assert "interrupted" in err and "Traceback" not in err
-    assert qemu_processes_for(tmp_path) == []
+    interrupt_with_qemus_running(["matrix", str(SMALL), "--output-dir", str(tmp_path),
+                                  "--vms", "2"], tmp_path, 2, to_group)
