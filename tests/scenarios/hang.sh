@@ -8,6 +8,8 @@
 mpio_step map
 mpio_wait_for "$MAP_WAIT" mpio_have_map 0
 map=$(mpio_lun_map 0)
+# settled first: multipathd reloads a map it has just made, and a reload resumes it
+mpio_settle map_paths "$map" 2 0 "$MAP_WAIT"
 if dmsetup suspend "$map"; then mpio_check suspended PASS "$map"; else mpio_check suspended FAIL "$map"; fi
 mpio_step write_to_suspended_map
 dd if=/dev/zero of="/dev/mapper/$map" bs=4k count=1 oflag=direct
