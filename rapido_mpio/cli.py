@@ -158,6 +158,14 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     # the first SIGINT or SIGTERM unwinds through the cleanup; later ones must not cut that
     # cleanup short (a matrix child gets Ctrl-C from the terminal and SIGTERM from its
     # parent), or a QEMU could outlive its run. The cleanup is bounded in time.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A handler that does nothing, not SIG_IGN: a signal the kernel delivered before this
+    # ran (a forked --repeat run gets the terminal's SIGINT and its parent's SIGTERM at
+    # once) finds no Python handler under SIG_IGN, and Python prints "Signal 15 ignored due
+    # to race condition" with a traceback on the user's terminal.
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _ignore)
     raise KeyboardInterrupt
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    pass
