@@ -28,7 +28,6 @@ from rapido_mpio import lifetime
 from rapido_mpio.errors import ExitCode, Interrupted, MpioError
 
 T = TypeVar("T")
-STOP_GRACE = 15.0  # seconds a child gets to end its QEMU after SIGTERM
 
 
 @dataclasses.dataclass
@@ -138,7 +137,7 @@ def stop(children: list[_Child]) -> None:
     for child in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
+    deadline = time.monotonic() + lifetime.STOP_GRACE
     for child in children:
         while os.waitpid(child.pid, os.WNOHANG) == (0, 0):
             if time.monotonic() > deadline:

@@ -28,6 +28,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 SCRATCH_PREFIX = "rapido-mpio-"
 LOCK = "owner.lock"  # present only once locked: renamed into place after flock
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+STOP_GRACE = 15.0  # seconds a child gets to end its QEMU after SIGTERM, then SIGKILL
 
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
 

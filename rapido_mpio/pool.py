@@ -26,7 +26,7 @@ from rapido_mpio.config import SETTINGS, Config
 from rapido_mpio.errors import ExitCode
 from rapido_mpio.results import Combination, CombinationResult
 
-STOP_GRACE = 15.0  # seconds a child gets to stop its QEMU after SIGTERM
+STOP_GRACE = lifetime.STOP_GRACE
 POLL = 0.25
 # settings a combination sets itself; the rest are the parent's, passed through the env
 PER_RUN = {"output_dir", "scenario", "scenario_env", "path_selector", "path_grouping",

@@ -169,7 +169,7 @@ def repeat(cfg: Config, times: int, out: TextIO = sys.stdout,
         return boot(cfg, out=io.StringIO(), log=log if i == 0 else io.StringIO())
 
     outcomes: list[Outcome] = []
-    for outcome in forked.run(one, times, min(at_once, times)):
+    for outcome in forked.run(one, times, at_once):
         outcomes.append(outcome)
         v = outcome.verdict
         why = "" if v.result == "PASS" else ": " + (
